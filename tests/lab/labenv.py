@@ -1,0 +1,127 @@
+"""Where the lab keeps its files, and what a process "in a host's dom0" sees.
+
+One definition shared by the XAPI simulator (which runs plugins the way xapi
+does on a given host) and by `tests/lab/lab dom0` (which runs a command as if in
+that host's control domain), so both give a process the same world:
+
+* XSCONTAINER_* variables (see lib/xscontainer/paths.py) pointing at the
+  simulator's socket and at this host's inventory, log and files;
+* PATH with the project's executables and the lab's Python interpreter first, so
+  `#!/usr/bin/env python3` executables run on the interpreter under test;
+* PYTHONPATH with the project's package and the lab-only XenAPIPlugin stand-in
+  (tests/lab/stubs), which a real dom0 gets from xapi-core.
+
+Switches (environment):
+* XSC_LAB_DIR: the lab's state folder (default: <repo>/.lab)
+* XSC_LAB_PYTHON_BIN: folder holding the python3 that dom0 processes run on
+  (default: the folder of the interpreter running this code, e.g. .venv/bin)
+* XSC_LAB_INSTALL_ROOT: run the product from an installed tree (a scratch root
+  the RPM was installed into) instead of the source tree.
+"""
+
+import glob
+import os
+import sys
+from typing import Dict, List, Mapping, Optional
+
+LAB_CODE_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(LAB_CODE_DIR))
+STUBS_DIR = os.path.join(LAB_CODE_DIR, "stubs")
+
+
+def lab_dir() -> str:
+    return os.path.abspath(os.environ.get("XSC_LAB_DIR") or os.path.join(REPO, ".lab"))
+
+
+def lab_json() -> str:
+    return os.path.join(lab_dir(), "lab.json")
+
+
+def xapi_socket() -> str:
+    return os.path.join(lab_dir(), "xapi.sock")
+
+
+def python_bin_dir() -> str:
+    return os.path.abspath(
+        os.environ.get("XSC_LAB_PYTHON_BIN") or os.path.dirname(sys.executable)
+    )
+
+
+class Tree:
+    """Where the product's plugins, package and executables are found."""
+
+    def __init__(self, plugins_dir: str, pythonpath: List[str], bin_dir: str) -> None:
+        self.plugins_dir = plugins_dir
+        self.pythonpath = pythonpath
+        self.bin_dir = bin_dir
+
+    def __repr__(self) -> str:
+        return "Tree(plugins=%s, pythonpath=%s, bin=%s)" % (
+            self.plugins_dir,
+            self.pythonpath,
+            self.bin_dir,
+        )
+
+
+def tree() -> Tree:
+    root = os.environ.get("XSC_LAB_INSTALL_ROOT")
+    if not root:
+        return Tree(
+            os.path.join(REPO, "plugins"),
+            [os.path.join(REPO, "lib")],
+            os.path.join(REPO, "scripts"),
+        )
+    root = os.path.abspath(root)
+    sitelibs = sorted(
+        glob.glob(os.path.join(root, "usr/lib/python3*/site-packages"))
+        + glob.glob(os.path.join(root, "usr/local/lib/python3*/site-packages"))
+    )
+    return Tree(os.path.join(root, "etc/xapi.d/plugins"), sitelibs, os.path.join(root, "usr/bin"))
+
+
+def host_dir(host_uuid: str) -> str:
+    return os.path.join(lab_dir(), "hosts", host_uuid)
+
+
+def dom0_env(host_uuid: str, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The environment of a process running in the dom0 of host `host_uuid`."""
+    env = dict(os.environ if base is None else base)
+    hdir = host_dir(host_uuid)
+    t = tree()
+    env.update(
+        {
+            "XSCONTAINER_XAPI_SOCKET": xapi_socket(),
+            "XSCONTAINER_INVENTORY": os.path.join(hdir, "xensource-inventory"),
+            "XSCONTAINER_LOG_FILE": os.path.join(hdir, "xscontainer.log"),
+            "XSCONTAINER_FILES_DIR": os.path.join(hdir, "files"),
+            "XSCONTAINER_TOOLS_ISO_DIR": os.path.join(hdir, "iso"),
+            "XSCONTAINER_RUN_DIR": os.path.join(hdir, "run"),
+            "XSC_LAB_HOST": host_uuid,
+            "XSC_LAB_DIR": lab_dir(),
+        }
+    )
+    path = [t.bin_dir, python_bin_dir()] + [
+        p for p in env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":") if p
+    ]
+    env["PATH"] = ":".join(path)
+    env["PYTHONPATH"] = ":".join(t.pythonpath + [STUBS_DIR])
+    # the machine's CA bundle variables would override the per-VM CA of the Docker SDK
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        env.pop(name, None)
+    return env
+
+
+def ensure_host_dirs(host_uuid: str, control_domain_uuid: str) -> str:
+    """Create a host's folders and its inventory file (as dom0's
+    /etc/xensource-inventory); returns the host folder."""
+    hdir = host_dir(host_uuid)
+    for sub in ("files", "iso", "run"):
+        os.makedirs(os.path.join(hdir, sub), exist_ok=True)
+    inventory = os.path.join(hdir, "xensource-inventory")
+    if not os.path.exists(inventory):
+        with open(inventory, "w") as f:
+            f.write("PRIMARY_DISK='/dev/disk/by-id/lab'\n")
+            f.write("BUILD_NUMBER='lab'\n")
+            f.write("INSTALLATION_UUID='%s'\n" % host_uuid)
+            f.write("CONTROL_DOMAIN_UUID='%s'\n" % control_domain_uuid)
+    return hdir
