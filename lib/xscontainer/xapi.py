@@ -1,0 +1,352 @@
+"""XAPI access for xscontainer.
+
+* Sessions on the host's local socket (path from paths.xapi_socket(), so the lab
+  can point it at its simulator) with a timeout on every call; the plugin reuses
+  the caller's session and never logs it out; daemons log in as root and log out.
+* Single-key other-config edits only (remove_from_other_config +
+  add_to_other_config): XenCenter, Xen Orchestra and others write other keys of
+  the same maps concurrently, so a whole-map write could lose theirs.
+* The handful of objects xscontainer touches: VMs, guest metrics, the pool's
+  other-config, secrets, messages, and the raw VDI upload/download handlers.
+
+Session refs are credentials: nothing here logs them.
+"""
+
+import http.client
+import logging
+import socket
+import urllib.parse
+import xmlrpc.client
+from typing import IO, Any, Dict, List, Optional, cast
+
+import XenAPI
+
+from xscontainer import errors, paths
+
+log = logging.getLogger(__name__)
+
+NULL_REF = "OpaqueRef:NULL"
+ORIGINATOR = "xscontainer"
+# Long enough for any XAPI call we make; event.from callers pass their own.
+DEFAULT_TIMEOUT = 60.0
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        http.client.HTTPConnection.__init__(self, "localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class UnixTransport(xmlrpc.client.Transport):
+    """XML-RPC over xapi's unix socket, with a timeout (XenAPI's own has none)."""
+
+    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        xmlrpc.client.Transport.__init__(self)
+        self.path = path
+        self.timeout = timeout
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        # one connection per transport, reused across calls (HTTP/1.1 keep-alive)
+        if self._connection and self._connection[0] == self.path:
+            return self._connection[1]
+        conn = _UnixHTTPConnection(self.path, self.timeout)
+        self._connection = (self.path, conn)
+        return conn
+
+
+def _new_session(timeout: float) -> Any:
+    path = paths.xapi_socket()
+    # The host part is unused by UnixTransport; XenAPI only needs a parsable URL.
+    return XenAPI.Session("http://localhost/", transport=UnixTransport(path, timeout))
+
+
+def read_inventory(path: Optional[str] = None) -> Dict[str, str]:
+    """Parse /etc/xensource-inventory (KEY='value' lines)."""
+    result = {}
+    with open(path or paths.inventory_file()) as f:
+        for line in f:
+            key, sep, value = line.strip().partition("=")
+            if sep:
+                result[key.strip()] = value.strip().strip("'\"")
+    return result
+
+
+def this_host_uuid() -> str:
+    try:
+        return read_inventory()["INSTALLATION_UUID"]
+    except (OSError, KeyError) as exc:
+        raise errors.XAPIError(
+            "Cannot tell which host this is: %s has no INSTALLATION_UUID (%s)."
+            % (paths.inventory_file(), exc)
+        ) from exc
+
+
+def _code(exc: BaseException) -> str:
+    details = getattr(exc, "details", None)
+    return details[0] if details else ""
+
+
+class Xapi:
+    """A XAPI session plus the operations xscontainer needs.
+
+    Use `Xapi.login()` in daemons and tools (logs out on close), or
+    `Xapi.from_session_ref(ref)` in the plugin (the caller's session; never
+    logged out).
+    """
+
+    def __init__(self, session: Any, owned: bool) -> None:
+        self.session = session
+        self._owned = owned
+        self._this_host = None  # type: Optional[str]
+
+    # -- sessions -----------------------------------------------------------
+
+    @classmethod
+    def login(cls, timeout: float = DEFAULT_TIMEOUT) -> "Xapi":
+        session = _new_session(timeout)
+        try:
+            session.xenapi.login_with_password("root", "", "1.0", ORIGINATOR)
+        except (OSError, xmlrpc.client.Error, XenAPI.Failure) as exc:
+            raise errors.XAPIError(
+                "Cannot log in to the local XAPI at %s: %s. Is xapi running?"
+                % (paths.xapi_socket(), _describe(exc))
+            ) from exc
+        return cls(session, owned=True)
+
+    @classmethod
+    def from_session_ref(cls, session_ref: str, timeout: float = DEFAULT_TIMEOUT) -> "Xapi":
+        session = _new_session(timeout)
+        session._session = session_ref
+        return cls(session, owned=False)
+
+    @property
+    def session_ref(self) -> str:
+        return cast(str, self.session._session)
+
+    def close(self) -> None:
+        if self._owned and self.session._session:
+            try:
+                self.session.xenapi.session.logout()
+            except (OSError, xmlrpc.client.Error, XenAPI.Failure) as exc:
+                log.debug("logout failed: %s", _describe(exc))
+        transport = self.session.transport
+        if transport is not None:
+            transport.close()
+
+    def __enter__(self) -> "Xapi":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    @property
+    def api(self) -> Any:
+        return self.session.xenapi
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call `Class.method` with args; XAPI and transport errors become XAPIError."""
+        target = self.api
+        for part in method.split("."):
+            target = getattr(target, part)
+        try:
+            return target(*args)
+        except (XenAPI.Failure, OSError, xmlrpc.client.Error) as exc:
+            raise errors.XAPIError.from_failure(exc, method) from exc
+
+    # -- hosts ----------------------------------------------------------------
+
+    def this_host(self) -> str:
+        if self._this_host is None:
+            self._this_host = self.call("host.get_by_uuid", this_host_uuid())
+        return self._this_host
+
+    # -- VMs ------------------------------------------------------------------
+
+    def vm_by_uuid(self, vm_uuid: str) -> str:
+        try:
+            return cast(str, self.api.VM.get_by_uuid(vm_uuid))
+        except XenAPI.Failure as exc:
+            if _code(exc) in ("UUID_INVALID", "HANDLE_INVALID"):
+                raise errors.VMNotFound(
+                    "There is no VM with uuid %s in this pool. Check the uuid with "
+                    "'xe vm-list'." % vm_uuid,
+                    vm_uuid,
+                ) from exc
+            raise errors.XAPIError.from_failure(exc, "VM.get_by_uuid") from exc
+        except (OSError, xmlrpc.client.Error) as exc:
+            raise errors.XAPIError.from_failure(exc, "VM.get_by_uuid") from exc
+
+    def vm_record(self, vm_ref: str) -> Dict[str, Any]:
+        return cast(Dict[str, Any], self.call("VM.get_record", vm_ref))
+
+    def vm_other_config(self, vm_ref: str) -> Dict[str, str]:
+        return cast(Dict[str, str], self.call("VM.get_other_config", vm_ref))
+
+    def set_other_config_key(self, cls: str, ref: str, key: str, value: str) -> None:
+        """Set one key of `cls`.other_config without touching the others."""
+        for _attempt in range(3):
+            self._remove_key(cls, ref, key)
+            try:
+                getattr(self.api, cls).add_to_other_config(ref, key, value)
+                return
+            except XenAPI.Failure as exc:
+                # someone else re-added the key between our remove and add: redo
+                if _code(exc) != "MAP_DUPLICATE_KEY":
+                    raise errors.XAPIError.from_failure(exc, cls + ".add_to_other_config") from exc
+            except (OSError, xmlrpc.client.Error) as exc:
+                raise errors.XAPIError.from_failure(exc, cls + ".add_to_other_config") from exc
+        raise errors.XAPIError(
+            "Could not set other-config key %s: it kept being re-added concurrently." % key
+        )
+
+    def _remove_key(self, cls: str, ref: str, key: str) -> None:
+        # remove_from_other_config on an absent key is a no-op in xapi
+        self.call(cls + ".remove_from_other_config", ref, key)
+
+    def remove_other_config_key(self, cls: str, ref: str, key: str) -> None:
+        self._remove_key(cls, ref, key)
+
+    def set_vm_other_config(self, vm_ref: str, key: str, value: str) -> None:
+        self.set_other_config_key("VM", vm_ref, key, value)
+
+    def remove_vm_other_config(self, vm_ref: str, key: str) -> None:
+        self._remove_key("VM", vm_ref, key)
+
+    def guest_networks(self, vm_ref: str) -> Optional[Dict[str, str]]:
+        """The VM's guest-metrics networks map, or None without guest metrics."""
+        metrics = self.call("VM.get_guest_metrics", vm_ref)
+        if not metrics or metrics == NULL_REF:
+            return None
+        try:
+            return cast(Dict[str, str], self.api.VM_guest_metrics.get_networks(metrics))
+        except XenAPI.Failure as exc:
+            if _code(exc) == "HANDLE_INVALID":  # metrics vanished under us
+                return None
+            raise errors.XAPIError.from_failure(exc, "VM_guest_metrics.get_networks") from exc
+
+    # -- pool -------------------------------------------------------------------
+
+    def pool(self) -> str:
+        return cast(str, self.call("pool.get_all")[0])
+
+    def pool_other_config(self) -> Dict[str, str]:
+        return cast(Dict[str, str], self.call("pool.get_other_config", self.pool()))
+
+    def set_pool_other_config(self, key: str, value: str) -> None:
+        self.set_other_config_key("pool", self.pool(), key, value)
+
+    # -- secrets ----------------------------------------------------------------
+
+    def create_secret(self, value: str) -> str:
+        """Store `value` as a XAPI secret; returns the secret's uuid."""
+        ref = self.call("secret.create", {"value": value})
+        return cast(str, self.call("secret.get_uuid", ref))
+
+    def secret_value(self, secret_uuid: str) -> str:
+        ref = self.call("secret.get_by_uuid", secret_uuid)
+        return cast(str, self.call("secret.get_value", ref))
+
+    def destroy_secret(self, secret_uuid: str) -> None:
+        try:
+            ref = self.api.secret.get_by_uuid(secret_uuid)
+        except XenAPI.Failure as exc:
+            if _code(exc) == "UUID_INVALID":
+                return
+            raise errors.XAPIError.from_failure(exc, "secret.get_by_uuid") from exc
+        self.call("secret.destroy", ref)
+
+    # -- messages (XenCenter shows them as alerts) --------------------------------
+
+    def create_vm_message(self, name: str, vm_uuid: str, body: str, priority: int = 3) -> str:
+        return cast(str, self.call("message.create", name, str(priority), "VM", vm_uuid, body))
+
+    def vm_messages(self, name: str, vm_uuid: str) -> List[str]:
+        """Refs of the messages called `name` attached to the VM."""
+        records = self.call("message.get_all_records")
+        return [
+            ref
+            for ref, rec in records.items()
+            if rec.get("name") == name and rec.get("obj_uuid") == vm_uuid
+        ]
+
+    def destroy_message(self, ref: str) -> None:
+        try:
+            self.api.message.destroy(ref)
+        except XenAPI.Failure as exc:
+            if _code(exc) != "HANDLE_INVALID":  # already gone is fine
+                raise errors.XAPIError.from_failure(exc, "message.destroy") from exc
+
+    # -- raw VDI transfer (xapi's HTTP handlers on the same socket) ---------------
+
+    def import_raw_vdi(self, vdi_ref: str, source: IO[bytes], size: int,
+                       timeout: float = 300.0) -> None:
+        """Upload `size` bytes from `source` into the VDI (PUT /import_raw_vdi)."""
+        conn = _UnixHTTPConnection(paths.xapi_socket(), timeout)
+        try:
+            conn.putrequest("PUT", self._vdi_url("/import_raw_vdi", vdi_ref))
+            conn.putheader("Content-Length", str(size))
+            conn.endheaders()
+            remaining = size
+            while remaining:
+                chunk = source.read(min(remaining, 1 << 20))
+                if not chunk:
+                    raise errors.XAPIError("The image ended %d bytes early." % remaining)
+                conn.send(chunk)
+                remaining -= len(chunk)
+            response = conn.getresponse()
+            body = response.read(4096)
+            if response.status // 100 != 2:
+                raise errors.XAPIError(
+                    "Uploading the image failed: HTTP %d %s %s"
+                    % (response.status, response.reason, body.decode("utf-8", "replace").strip())
+                )
+        except OSError as exc:
+            raise errors.XAPIError("Uploading the image failed: %s" % exc) from exc
+        finally:
+            conn.close()
+
+    def export_raw_vdi(self, vdi_ref: str, max_bytes: int, timeout: float = 300.0) -> bytes:
+        """Download a VDI's raw content (GET /export_raw_vdi), at most max_bytes."""
+        conn = _UnixHTTPConnection(paths.xapi_socket(), timeout)
+        try:
+            conn.request("GET", self._vdi_url("/export_raw_vdi", vdi_ref))
+            response = conn.getresponse()
+            if response.status // 100 != 2:
+                raise errors.XAPIError(
+                    "Reading the disk failed: HTTP %d %s" % (response.status, response.reason)
+                )
+            data = response.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise errors.ResponseTooLarge(
+                    "The disk is larger than the %d bytes expected." % max_bytes
+                )
+            return data
+        except OSError as exc:
+            raise errors.XAPIError("Reading the disk failed: %s" % exc) from exc
+        finally:
+            conn.close()
+
+    def _vdi_url(self, handler: str, vdi_ref: str) -> str:
+        query = urllib.parse.urlencode(
+            {"session_id": self.session_ref, "vdi": vdi_ref, "format": "raw"}
+        )
+        return handler + "?" + query
+
+
+def _describe(exc: BaseException) -> str:
+    """A loggable description of an XAPI/transport error (no session refs)."""
+    if isinstance(exc, XenAPI.Failure):
+        return " ".join(str(d) for d in exc.details)
+    if isinstance(exc, xmlrpc.client.Fault):
+        return "XML-RPC fault %s: %s" % (exc.faultCode, exc.faultString)
+    return "%s: %s" % (exc.__class__.__name__, exc)
