@@ -1,0 +1,306 @@
+"""SSH transport: one paramiko connection per guest, Docker reached through it.
+
+* The TCP socket is ours (TCP_NODELAY, connect timeout) and handed to paramiko.
+* The guest's host key is pinned: compared with the pinned one when there is
+  one (and only that key type is negotiated, so a guest that also offers a newer
+  key type is not mistaken for a changed one), else returned to the caller to pin.
+* Authentication uses the pool's key only: no agent, no ~/.ssh keys.
+* Docker's unix socket is reached through an exec channel running a stdio bridge:
+  `docker system dial-stdio` (the docker CLI that comes with the engine), else
+  socat, else ncat, chosen by the guest's shell in the same exec (no extra round
+  trip). The Docker SDK speaks HTTP/1.1 over such channels (SSHAdapter).
+"""
+
+import base64
+import collections
+import io
+import logging
+import queue
+import socket
+import struct
+import time
+from typing import Any, Deque, List, Optional, Tuple
+
+import paramiko
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
+
+from xscontainer import errors
+from xscontainer.transport import DEFAULT_MAX_RESPONSE_BYTES, BoundedAdapter
+
+log = logging.getLogger(__name__)
+logging.getLogger("paramiko").setLevel(logging.WARNING)
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+BRIDGE_COMMAND = (
+    "if command -v docker >/dev/null 2>&1; then exec docker system dial-stdio; "
+    "elif command -v socat >/dev/null 2>&1; then exec socat - UNIX-CONNECT:{sock}; "
+    "elif command -v ncat >/dev/null 2>&1; then exec ncat -U {sock}; "
+    "else echo 'xscontainer: the VM has neither the docker CLI, socat nor ncat to reach "
+    "{sock}' >&2; exit 127; fi"
+).format(sock=DOCKER_SOCKET)
+KEEPALIVE_SECONDS = 15
+# Host key algorithms to negotiate for each pinned key type.
+_HOSTKEY_ALGORITHMS = {
+    "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
+}
+
+
+class Timeouts:
+    """Seconds allowed for each stage of talking to a guest."""
+
+    def __init__(self, connect: float = 5.0, handshake: float = 10.0, auth: float = 10.0,
+                 request: float = 30.0) -> None:
+        self.connect = connect
+        self.handshake = handshake
+        self.auth = auth
+        self.request = request
+
+
+def key_type_of(key_b64: str) -> str:
+    """The algorithm name inside an SSH public key blob (base64)."""
+    try:
+        blob = base64.b64decode(key_b64.encode("ascii"), validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        return blob[4:4 + length].decode("ascii")
+    except (ValueError, struct.error, UnicodeDecodeError):
+        return ""
+
+
+def load_private_key(text: str) -> paramiko.PKey:
+    """Load the pool's private key (PEM or OpenSSH format; RSA, ECDSA or Ed25519)."""
+    last = None  # type: Optional[Exception]
+    for cls in (paramiko.RSAKey, paramiko.ECDSAKey, paramiko.Ed25519Key):
+        try:
+            return cls.from_private_key(io.StringIO(text))
+        except (paramiko.SSHException, ValueError) as exc:
+            last = exc
+    raise errors.SSHError(
+        "The pool's SSH private key (a XAPI secret) cannot be loaded (%s). Remove pool "
+        "other-config keys xscontainer-private-secret-uuid and xscontainer-public-secret-uuid "
+        "to generate a new key, then run xscontainer-prepare-vm for each VM." % last
+    )
+
+
+class SSHSession:
+    """An authenticated SSH connection to one guest."""
+
+    def __init__(self, transport: paramiko.Transport, address: str, username: str,
+                 timeouts: Timeouts) -> None:
+        self.transport = transport
+        self.address = address
+        self.username = username
+        self.timeouts = timeouts
+        self._bridges = collections.deque(maxlen=8)  # type: Deque[paramiko.Channel]
+
+    @classmethod
+    def open(cls, sock: socket.socket, address: str, username: str, pkey: paramiko.PKey,
+             pinned_key_b64: Optional[str], vm_uuid: str,
+             timeouts: Optional[Timeouts] = None) -> "SSHSession":
+        """Handshake, check the host key against the pin (if any), authenticate.
+
+        The caller pins `session.server_key_b64` when there was no pin yet.
+        """
+        timeouts = timeouts or Timeouts()
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = timeouts.handshake
+        transport.handshake_timeout = timeouts.handshake
+        transport.auth_timeout = timeouts.auth
+        if pinned_key_b64:
+            _restrict_host_key_types(transport, key_type_of(pinned_key_b64))
+        session = cls(transport, address, username, timeouts)
+        try:
+            try:
+                transport.start_client(timeout=timeouts.handshake)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                if pinned_key_b64 and "host key" in str(exc).lower():
+                    raise errors.SSHHostKeyMismatch.for_vm(vm_uuid, address) from exc
+                raise errors.SSHError(
+                    "SSH handshake with %s failed: %s. Check that sshd runs in the VM."
+                    % (address, _text(exc))
+                ) from exc
+            if pinned_key_b64 and session.server_key_b64 != pinned_key_b64:
+                raise errors.SSHHostKeyMismatch.for_vm(vm_uuid, address)
+            try:
+                transport.auth_publickey(username, pkey)
+            except paramiko.AuthenticationException as exc:
+                raise errors.SSHAuthFailed(
+                    "The VM refused the pool's SSH key for user '%s' at %s. Install the key with "
+                    "'xscontainer-prepare-vm -v %s -u %s', or set other-config "
+                    "xscontainer-username to the right user." % (username, address, vm_uuid,
+                                                                   username),
+                    vm_uuid,
+                ) from exc
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise errors.SSHError(
+                    "SSH authentication with %s failed: %s" % (address, _text(exc))
+                ) from exc
+            transport.set_keepalive(KEEPALIVE_SECONDS)
+            return session
+        except BaseException:
+            session.close()
+            raise
+
+    @property
+    def server_key_b64(self) -> str:
+        return str(self.transport.get_remote_server_key().get_base64())
+
+    def is_active(self) -> bool:
+        return bool(self.transport.is_active())
+
+    def close(self) -> None:
+        self.transport.close()
+
+    # -- commands -----------------------------------------------------------
+
+    def _channel(self, timeout: float) -> paramiko.Channel:
+        try:
+            return self.transport.open_session(timeout=timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise errors.SSHError(
+                "Cannot open an SSH channel to %s: %s" % (self.address, _text(exc))
+            ) from exc
+
+    def run(self, command: str, stdin: bytes = b"", timeout: Optional[float] = None,
+            max_bytes: int = 1 << 20) -> Tuple[int, bytes, bytes]:
+        """Run a command in the guest; returns (exit status, stdout, stderr)."""
+        timeout = self.timeouts.request if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        chan = self._channel(timeout)
+        try:
+            chan.settimeout(timeout)
+            chan.exec_command(command)
+            if stdin:
+                chan.sendall(stdin)
+            chan.shutdown_write()
+            out = _read_all(chan.recv, max_bytes, deadline, "output of %r" % command)
+            err = _read_all(chan.recv_stderr, max_bytes, deadline, "errors of %r" % command)
+            if not chan.status_event.wait(max(0.0, deadline - time.monotonic())):
+                raise errors.Timeout("%r did not finish within %gs in the VM." % (command, timeout))
+            return chan.recv_exit_status(), out, err
+        except socket.timeout as exc:
+            raise errors.Timeout(
+                "%r did not finish within %gs in the VM." % (command, timeout)
+            ) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise errors.SSHError("Running %r in the VM failed: %s" % (command, _text(exc))) from exc
+        finally:
+            chan.close()
+
+    def open_bridge(self, timeout: float) -> paramiko.Channel:
+        """A channel whose stdio is connected to the guest's Docker socket."""
+        chan = self._channel(timeout)
+        chan.settimeout(timeout)
+        try:
+            chan.exec_command(BRIDGE_COMMAND)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            chan.close()
+            raise errors.SSHError(
+                "Cannot start the Docker socket bridge in the VM: %s" % _text(exc)
+            ) from exc
+        self._bridges.append(chan)
+        return chan
+
+    def bridge_failure(self, wait: float = 1.0) -> str:
+        """What the most recent failed bridge said on stderr (for error messages)."""
+        for chan in reversed(self._bridges):
+            if not chan.status_event.wait(wait):
+                continue
+            status = chan.recv_exit_status()
+            if status == 0:
+                continue
+            stderr = b""
+            while chan.recv_stderr_ready() and len(stderr) < 4096:
+                stderr += chan.recv_stderr(4096)
+            text = stderr.decode("utf-8", "replace").strip()
+            return text or "the Docker socket bridge exited with status %d" % status
+        return ""
+
+
+def _read_all(read: Any, max_bytes: int, deadline: float, what: str) -> bytes:
+    parts = []  # type: List[bytes]
+    total = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise socket.timeout()
+        data = read(65536)
+        if not data:
+            return b"".join(parts)
+        total += len(data)
+        if total > max_bytes:
+            raise errors.ResponseTooLarge("The %s exceeded %d bytes." % (what, max_bytes))
+        parts.append(data)
+
+
+def _restrict_host_key_types(transport: paramiko.Transport, key_type: str) -> None:
+    options = transport.get_security_options()
+    wanted = _HOSTKEY_ALGORITHMS.get(key_type, (key_type,))
+    usable = tuple(k for k in wanted if k in options.key_types)
+    if usable:
+        options.key_types = usable
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or exc.__class__.__name__
+
+
+# -- the Docker SDK over bridge channels ----------------------------------------
+
+
+class _BridgeConnection(urllib3.connection.HTTPConnection):
+    def __init__(self, ssh: SSHSession, timeout: float) -> None:
+        urllib3.connection.HTTPConnection.__init__(self, "localhost", timeout=timeout)
+        self._ssh = ssh
+        self._bridge_timeout = timeout
+
+    def connect(self) -> None:
+        self.sock = self._ssh.open_bridge(self._bridge_timeout)
+
+
+class _BridgePool(urllib3.connectionpool.HTTPConnectionPool):
+    def __init__(self, ssh: SSHSession, timeout: float, maxsize: int) -> None:
+        urllib3.connectionpool.HTTPConnectionPool.__init__(
+            self, "localhost", timeout=timeout, maxsize=maxsize
+        )
+        self._ssh = ssh
+        self._bridge_timeout = timeout
+
+    def _new_conn(self) -> _BridgeConnection:
+        return _BridgeConnection(self._ssh, self._bridge_timeout)
+
+    def _get_conn(self, timeout: Optional[float] = None) -> Any:
+        # urllib3's own check polls fileno(), which makes paramiko create a pipe
+        # per channel; a channel's own flags tell whether it is still usable.
+        if self.pool is None:
+            raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
+        try:
+            conn = self.pool.get(block=False)
+        except queue.Empty:
+            conn = None
+        if conn is not None and conn.sock is not None:
+            chan = conn.sock
+            if chan.closed or chan.eof_received or chan.exit_status_ready():
+                conn.close()
+                conn = None
+        return conn or self._new_conn()
+
+
+class SSHAdapter(BoundedAdapter):
+    """requests adapter: every HTTP connection is a bridge channel of one SSH session."""
+
+    def __init__(self, ssh: SSHSession, timeout: float,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, pool_size: int = 4) -> None:
+        BoundedAdapter.__init__(self, max_response_bytes)
+        self.ssh = ssh
+        self._pool = _BridgePool(ssh, timeout, pool_size)
+
+    def get_connection(self, url: Any, proxies: Any = None) -> Any:
+        return self._pool
+
+    def failure_details(self) -> str:
+        return self.ssh.bridge_failure()
+
+    def close(self) -> None:
+        BoundedAdapter.close(self)
+        self._pool.close()
