@@ -1,0 +1,187 @@
+"""One object per VM: what XAPI says about it and how to reach its Docker engine.
+
+VM other-config keys (shared with the original xscontainer and its clients):
+  xscontainer-mode       ssh (default) | tls
+  xscontainer-username   SSH user in the guest (default: core)
+  xscontainer-sshhostkey base64 of the guest's SSH host key, pinned on first use
+"""
+
+import ipaddress
+import logging
+import re
+from typing import Any, Dict, List, Mapping, Optional
+
+import XenAPI
+
+from xscontainer import errors, poolkey, transport
+from xscontainer.docker_api import DockerClient
+from xscontainer.transport import ssh as ssh_transport
+from xscontainer.xapi import NULL_REF, Xapi
+
+log = logging.getLogger(__name__)
+
+MODE_KEY = "xscontainer-mode"
+USERNAME_KEY = "xscontainer-username"
+HOSTKEY_KEY = "xscontainer-sshhostkey"
+DEFAULT_USERNAME = "core"
+MODES = ("ssh", "tls")
+SSH_PORT = 22
+TLS_PORT = 2376
+
+_DEVICE_KEY = re.compile(r"^(\d+)/")
+
+
+def candidate_addresses(networks: Optional[Mapping[str, str]]) -> List[str]:
+    """IPv4 addresses from a guest-metrics networks map, in the order to try them.
+
+    Link-local (169.254.*) first: that is the host-internal management network,
+    reachable from dom0 even when the VM's other networks are not. Then the rest,
+    by device number. IPv6 is ignored (as clients do); duplicates (the same
+    address under `0/ip` and `0/ipv4/0`) are tried once.
+    """
+    if not networks:
+        return []
+
+    def order(key: str) -> Any:
+        match = _DEVICE_KEY.match(key)
+        return (int(match.group(1)) if match else 1 << 30, key)
+
+    found = []  # type: List[str]
+    for key in sorted(networks, key=order):
+        value = (networks[key] or "").strip()
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            continue
+        if address.version == 4 and value not in found:
+            found.append(value)
+    link_local = [a for a in found if a.startswith("169.254.")]
+    return link_local + [a for a in found if not a.startswith("169.254.")]
+
+
+class Guest:
+    """A VM as xscontainer sees it."""
+
+    def __init__(self, xapi: Xapi, vm_uuid: str, vm_ref: str, record: Dict[str, Any]) -> None:
+        self.xapi = xapi
+        self.uuid = vm_uuid
+        self.ref = vm_ref
+        self.record = record
+
+    @classmethod
+    def load(cls, xapi: Xapi, vm_uuid: str) -> "Guest":
+        ref = xapi.vm_by_uuid(vm_uuid)
+        return cls(xapi, vm_uuid, ref, xapi.vm_record(ref))
+
+    # -- what XAPI says ---------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.record.get("name_label", ""))
+
+    @property
+    def where(self) -> str:
+        return "VM %s (%s)" % (self.name, self.uuid)
+
+    @property
+    def other_config(self) -> Dict[str, str]:
+        return dict(self.record.get("other_config") or {})
+
+    @property
+    def power_state(self) -> str:
+        return str(self.record.get("power_state", ""))
+
+    @property
+    def resident_on(self) -> str:
+        return str(self.record.get("resident_on") or NULL_REF)
+
+    @property
+    def mode(self) -> str:
+        mode = self.other_config.get(MODE_KEY, "ssh").strip().lower() or "ssh"
+        if mode not in MODES:
+            raise errors.InvalidArgument(
+                "%s has other-config %s=%r; it must be 'ssh' or 'tls'. Fix it with "
+                "'xe vm-param-set uuid=%s other-config:%s=ssh' or rerun xscontainer-prepare-vm."
+                % (self.where, MODE_KEY, mode, self.uuid, MODE_KEY)
+            )
+        return mode
+
+    @property
+    def username(self) -> str:
+        return self.other_config.get(USERNAME_KEY, "").strip() or DEFAULT_USERNAME
+
+    def require_running(self) -> None:
+        if self.power_state != "Running":
+            raise errors.VMNotRunning(
+                "%s is %s; container management needs it running. Start the VM and retry."
+                % (self.where, self.power_state or "not running"),
+                self.uuid,
+            )
+
+    def addresses(self) -> List[str]:
+        networks = self.xapi.guest_networks(self.ref)
+        if networks is None:
+            raise errors.NoIP(
+                "%s has no guest metrics: XAPI knows no address for it. Install the guest "
+                "tools (xe-guest-utilities / xe-daemon) in the VM so it reports its IP." % self.where,
+                self.uuid,
+            )
+        found = candidate_addresses(networks)
+        if not found:
+            raise errors.NoIP(
+                "The guest tools of %s report no IPv4 address. Check the VM's network "
+                "configuration (xscontainer reaches guests over IPv4)." % self.where,
+                self.uuid,
+            )
+        return found
+
+    # -- reaching the guest -------------------------------------------------------
+
+    def ssh(self, timeouts: Optional[ssh_transport.Timeouts] = None) -> ssh_transport.SSHSession:
+        """An authenticated SSH session, the host key pinned or checked."""
+        timeouts = timeouts or ssh_transport.Timeouts()
+        addresses = self.addresses()
+        pkey = ssh_transport.load_private_key(poolkey.private_key(self.xapi))
+        sock, address = transport.connect_first(addresses, SSH_PORT, timeouts.connect)
+        pinned = self.other_config.get(HOSTKEY_KEY, "").strip() or None
+        session = ssh_transport.SSHSession.open(
+            sock, address, self.username, pkey, pinned, self.uuid, timeouts
+        )
+        if pinned is None:
+            try:
+                self._pin_host_key(session.server_key_b64)
+            except BaseException:
+                session.close()
+                raise
+        return session
+
+    def _pin_host_key(self, key_b64: str) -> None:
+        try:
+            self.xapi.api.VM.add_to_other_config(self.ref, HOSTKEY_KEY, key_b64)
+            log.info("pinned the SSH host key of %s", self.where)
+        except XenAPI.Failure as exc:
+            if not exc.details or exc.details[0] != "MAP_DUPLICATE_KEY":
+                raise errors.XAPIError("Pinning the VM's SSH host key failed: %s"
+                                       % " ".join(exc.details)) from exc
+            # pinned concurrently by another process: it must be the same key
+            pinned = self.xapi.vm_other_config(self.ref).get(HOSTKEY_KEY, "").strip()
+            if pinned != key_b64:
+                raise errors.SSHHostKeyMismatch.for_vm(self.uuid, "its address") from exc
+
+    def docker(self, timeouts: Optional[ssh_transport.Timeouts] = None) -> DockerClient:
+        """A Docker client for the guest's engine, API version negotiated."""
+        timeouts = timeouts or ssh_transport.Timeouts()
+        if self.mode == "tls":
+            raise errors.TLSConfigMissing(
+                "%s is set up for TLS mode, which this build of xscontainer cannot use yet. "
+                "Set other-config xscontainer-mode=ssh and prepare the VM for SSH." % self.where,
+                self.uuid,
+            )
+        session = self.ssh(timeouts)
+        adapter = ssh_transport.SSHAdapter(session, timeouts.request)
+        client = DockerClient(adapter, self.where, timeouts.request, on_close=session.close)
+        try:
+            return client.negotiate()
+        except BaseException:
+            client.close()
+            raise
