@@ -1,0 +1,312 @@
+"""Docker data -> the XML documents XenCenter and Xen Orchestra parse.
+
+The shapes are fixed by the clients (clients-contract.md, section 6, points 10-20):
+
+* one line after the prolog ``<?xml version="1.0" ?>``;
+* dict -> child elements in insertion order, list -> repeated ``<item>``,
+  bool -> ``True``/``False``, None -> ``None``, numbers in decimal;
+* a key that is not a plain XML name, or that a client looks for at any depth
+  (``entry``, ``Process``, ...), becomes
+  ``<SPECIAL_XS_ENCODED_ELEMENT name="<key>">`` (XenCenter's inspect tree shows
+  the ``name`` attribute);
+* text is escaped once (the original escaped twice) and characters XML 1.0
+  forbids are dropped, so every document loads in .NET's XmlDocument, minidom
+  and fast-xml-parser.
+
+Results are ``str``; encode them as UTF-8 where bytes are needed.
+"""
+
+import collections.abc
+import functools
+import re
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+PROLOG = '<?xml version="1.0" ?>'
+SPECIAL_ELEMENT = "SPECIAL_XS_ENCODED_ELEMENT"
+
+# Element names are emitted only if they are XML 1.0 Names for certain, without a
+# namespace prefix (.NET rejects undeclared prefixes) and not reserved ("xml...").
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+
+# Names that clients look up at any depth of a document, so a data key with one of
+# them would be taken for structure: XenCenter makes every `entry` a container and
+# every `Process` a process row, and reads every `docker_info` / `docker_version`
+# element's children. Only the builders below emit them.
+RESERVED_NAMES = frozenset(["entry", "Process", "docker_info", "docker_version"])
+
+# Everything outside XML 1.0's Char production: control characters other than TAB,
+# LF and CR, lone surrogates, U+FFFE and U+FFFF.
+_LEGAL_RANGES = "\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff"
+_ILLEGAL_CHARS = re.compile("[^%s]" % _LEGAL_RANGES)
+# Anything text needs done to it: an illegal character, or one to escape.
+_TEXT_WORK = re.compile("[&<>\r]|[^%s]" % _LEGAL_RANGES)
+
+
+def strip_illegal(text: str) -> str:
+    """`text` without the characters that XML 1.0 does not allow anywhere."""
+    return _ILLEGAL_CHARS.sub("", text)
+
+
+def _escape_text(text: str) -> str:
+    if not _TEXT_WORK.search(text):
+        return text
+    # CR as a character reference: parsers turn a literal CR (and CRLF) into LF.
+    return (
+        strip_illegal(text)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("\r", "&#13;")
+    )
+
+
+def _escape_attribute(text: str) -> str:
+    # TAB and LF too: attribute-value normalisation would turn them into spaces.
+    return _escape_text(text).replace('"', "&quot;").replace("\t", "&#9;").replace("\n", "&#10;")
+
+
+def is_plain_name(key: str) -> bool:
+    """True if `key` can be written as an element name as it is."""
+    return bool(_PLAIN_NAME.match(key)) and not key[:3].lower() == "xml"
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag(key: str) -> Tuple[str, str]:
+    """(start of the opening tag, element name) for a data key."""
+    if is_plain_name(key) and key not in RESERVED_NAMES:
+        return "<" + key, key
+    return '<%s name="%s"' % (SPECIAL_ELEMENT, _escape_attribute(key)), SPECIAL_ELEMENT
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):  # before int: bool is an int
+        return "True" if value else "False"
+    if value is None:
+        return "None"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    raise TypeError(
+        "cannot encode a %s as XML: only JSON values are supported" % type(value).__name__
+    )
+
+
+def _element(parts: List[str], start: str, name: str, value: Any) -> None:
+    """Append the element `name` (opening tag begun by `start`) holding `value`."""
+    # Strings first: most values are (and typing.Mapping checks are slow).
+    if isinstance(value, str):
+        parts.append(start + ">" + _escape_text(value) + "</" + name + ">")
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            parts.append(start + "/>")
+            return
+        parts.append(start + ">")
+        for child in value:
+            _element(parts, "<item", "item", child)
+        parts.append("</" + name + ">")
+    elif isinstance(value, collections.abc.Mapping):
+        if not value:
+            parts.append(start + "/>")
+            return
+        parts.append(start + ">")
+        for key, child in value.items():
+            child_start, child_name = _tag(str(key))
+            _element(parts, child_start, child_name, child)
+        parts.append("</" + name + ">")
+    else:
+        parts.append(start + ">" + _scalar(value) + "</" + name + ">")
+
+
+def _document(root_name: str, body: List[str]) -> str:
+    """The prolog and the root element around already-encoded `body` parts."""
+    if not body:
+        return "%s<%s/>" % (PROLOG, root_name)
+    return "%s<%s>%s</%s>" % (PROLOG, root_name, "".join(body), root_name)
+
+
+def encode(root_name: str, value: Any) -> str:
+    """The XML document for the JSON-like `value` under the root `root_name`.
+
+    `root_name` is ours and must be a plain name; data keys are encoded as the
+    module docstring says. Raises TypeError for values JSON cannot hold.
+    """
+    if not is_plain_name(root_name):
+        raise ValueError("invalid XML root element name %r" % root_name)
+    parts = [PROLOG]
+    _element(parts, "<" + root_name, root_name, value)
+    return "".join(parts)
+
+
+# --- docker_ps -----------------------------------------------------------------
+
+_EXITED = re.compile(r"Exited \([^)]*\)")
+
+
+def normalize_status(status: str) -> str:
+    """Docker's status text, stripped of the parts that go stale.
+
+    ``Up 3 minutes (healthy)`` -> ``Up``; ``Up 2 hours (Paused)`` -> ``Up (Paused)``;
+    ``Exited (137) 5 seconds ago`` -> ``Exited (137)``; anything else (``Created``,
+    ``Restarting (1) ...``, ``Dead``, an ``Exited`` without its code) is unchanged.
+    Xen Orchestra compares these exact strings; XenCenter looks for ``Paused``
+    and a leading ``Up``.
+    """
+    if status == "Up" or status.startswith("Up "):
+        return "Up (Paused)" if "(Paused)" in status else "Up"
+    exited = _EXITED.match(status)
+    return exited.group(0) if exited else status
+
+
+def _first_name(names: Any) -> str:
+    if isinstance(names, str):  # some engines (and old API versions) send one string
+        first = names
+    elif isinstance(names, (list, tuple)) and names and isinstance(names[0], str):
+        first = names[0]
+    else:
+        return ""
+    return first[1:] if first.startswith("/") else first
+
+
+def _unix_seconds(created: Any) -> Any:
+    """`created` as integer seconds if it is a number; otherwise as given."""
+    if isinstance(created, bool):
+        return created
+    if isinstance(created, (int, float)):
+        return int(created)
+    if isinstance(created, str):
+        try:
+            return int(float(created))
+        except ValueError:
+            return created  # XenCenter shows an unparsable date as it is
+    return "" if created is None else created
+
+
+def _port(port: Any) -> Any:
+    """A port record with an unpublished public side left out, as Docker does."""
+    if not isinstance(port, Mapping):
+        return port
+    return {
+        key: value
+        for key, value in port.items()
+        if not (key == "IP" and value in ("", None))
+        and not (key == "PublicPort" and value in (0, "", None))
+    }
+
+
+def _ps_entry(container: Mapping) -> Dict[str, Any]:
+    """One `GET /containers/json` object as the original's lower-cased `entry`."""
+    lowered: Dict[str, Any] = {}
+    for key, value in container.items():
+        lowered.setdefault(str(key).lower(), value)  # first one wins on a clash
+    container_id = lowered.get("id")
+    container_id = "" if container_id is None else str(container_id)
+    status = lowered.get("status")
+    ports = lowered.get("ports")
+    entry: Dict[str, Any] = {
+        # The fields XenCenter reads, first; then everything else in Docker's order.
+        "id": container_id,
+        "names": _first_name(lowered.get("names")),
+        "container": container_id[:10],
+        "status": normalize_status(status) if isinstance(status, str) else "",
+        "created": _unix_seconds(lowered.get("created")),
+        "image": "" if lowered.get("image") is None else lowered["image"],
+        "command": "" if lowered.get("command") is None else lowered["command"],
+        "ports": [_port(port) for port in ports] if isinstance(ports, list) else [],
+    }
+    for key, value in lowered.items():
+        if key not in entry:
+            entry[key] = value
+    return entry
+
+
+def docker_ps(containers: Sequence[Mapping]) -> str:
+    """The ``docker_ps`` document from a ``GET /containers/json?all=1`` array.
+
+    One ``<item><entry>`` per container with lower-cased top-level keys (nested
+    keys keep Docker's case), ``names`` = first name without its ``/``,
+    ``container`` = the first 10 characters of the id, ``status`` normalised and
+    ``created`` in integer seconds. Accepts Docker's and Podman's compat shapes.
+    """
+    body: List[str] = []
+    for container in containers:
+        body.append("<item><entry>")
+        for key, value in _ps_entry(container).items():
+            start, name = _tag(key)
+            _element(body, start, name, value)
+        body.append("</entry></item>")
+    return _document("docker_ps", body)
+
+
+# --- docker_top ----------------------------------------------------------------
+
+PLACEHOLDER = "-"
+# XenCenter fills its three columns from these; an empty one aborts its refresh.
+_TOP_REQUIRED = ("PID", "CMD", "TIME")
+# Other ps implementations (Podman, busybox) name the command column COMMAND.
+_TOP_TITLE_ALIASES = {"COMMAND": "CMD"}
+
+
+def _top_titles(raw_titles: Sequence[Any]) -> Tuple[List[str], bool]:
+    """The column titles, and whether they came as one whitespace-separated string."""
+    titles = [str(title).strip() for title in raw_titles]
+    joined = len(titles) == 1 and len(titles[0].split()) > 1
+    if joined:
+        titles = titles[0].split()
+    mapped = []
+    for title in titles:
+        alias = _TOP_TITLE_ALIASES.get(title)
+        mapped.append(alias if alias is not None and alias not in titles else title)
+    return mapped, joined
+
+
+def _top_cells(row: Any, width: int, joined: bool) -> List[str]:
+    """One process row as exactly `width` cells."""
+    cells = [row] if isinstance(row, str) else ["" if cell is None else str(cell) for cell in row]
+    if joined and len(cells) == 1 and width > 1:
+        cells = cells[0].split(None, width - 1)
+    if width and len(cells) > width:  # the last column (the command) takes the rest
+        cells = [*cells[: width - 1], " ".join(cells[width - 1 :])]
+    return cells[:width] + [PLACEHOLDER] * (width - len(cells))
+
+
+def docker_top(top: Mapping) -> str:
+    """The ``docker_top`` document from a ``GET /containers/{id}/top`` object.
+
+    One ``<item><Process>`` per row with children named after the titles
+    (``COMMAND`` -> ``CMD``; Podman's single-string title is split). Missing cells
+    are ``-``, and ``PID``, ``CMD`` and ``TIME`` are always present and non-empty.
+    """
+    titles, joined = _top_titles(top.get("Titles") or [])
+    body: List[str] = []
+    for row in top.get("Processes") or []:
+        cells = _top_cells(row, len(titles), joined)
+        process = [
+            (title, PLACEHOLDER if title in _TOP_REQUIRED and not cell.strip() else cell)
+            for title, cell in zip(titles, cells)
+        ]
+        process += [(required, PLACEHOLDER) for required in _TOP_REQUIRED if required not in titles]
+        body.append("<item><Process>")
+        for title, cell in process:
+            start, name = _tag(title)
+            _element(body, start, name, cell)
+        body.append("</Process></item>")
+    return _document("docker_top", body)
+
+
+# --- info, version, inspect ----------------------------------------------------
+
+
+def docker_info(info: Mapping) -> str:
+    """The ``docker_info`` document: ``GET /info`` with Docker's key case."""
+    return encode("docker_info", info)
+
+
+def docker_version(version: Mapping) -> str:
+    """The ``docker_version`` document: ``GET /version`` with Docker's key case."""
+    return encode("docker_version", version)
+
+
+def docker_inspect(obj: Mapping) -> str:
+    """The ``docker_inspect`` document: ``GET /containers/{id}/json`` as it is."""
+    return encode("docker_inspect", obj)
