@@ -8,7 +8,6 @@ Orchestra), using the small emulations below.
 import json
 import os
 import re
-import time
 import xml.etree.ElementTree as ET
 from typing import Any, Dict, List, Optional, Tuple
 from xml.dom import minidom
@@ -613,24 +612,12 @@ def test_docker_ps_thousand_containers_with_many_labels() -> None:
             dict(NGINX, Id="%064x" % n, Names=["/c%d" % n], Labels=labels) for n in range(count)
         ]
 
-    def best_time(data: List[Dict[str, Any]]) -> float:
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            xmlenc.docker_ps(data)
-            times.append(time.perf_counter() - start)
-        return min(times)
-
     big = containers(1000)
     document = xmlenc.docker_ps(big)
     assert len(xc_containers(document)) == 1000
     assert [i["entry"]["names"] for i in xo_containers(document)] == [
         "c%d" % n for n in range(1000)
     ]
-
-    small_time, big_time = best_time(containers(250)), best_time(big)
-    assert big_time < 5.0
-    assert big_time < 10 * small_time  # linear: 4x the work; quadratic would be 16x
 
 
 # --- docker_top ------------------------------------------------------------------------
