@@ -1,0 +1,200 @@
+"""Walk the chain from dom0 to a guest's Docker engine and say where it breaks.
+
+Used by the plugin's `diagnose` function, by xscontainer-prepare-vm and by the
+monitor (the body of its XSCONTAINER_MONITOR_FAILED message). It changes
+nothing: a host key that is not pinned yet is reported, not pinned.
+"""
+
+import logging
+import shlex
+from typing import Callable, Dict, List, Optional, TypeVar
+
+from xscontainer import docker_api, errors, poolkey, transport
+from xscontainer.guest import SSH_PORT, Guest
+from xscontainer.transport import ssh as ssh_transport
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PROBE = (
+    "s={sock}; "
+    "if [ -S $s ]; then echo socket=yes; else echo socket=no; fi; "
+    "if [ -r $s ] && [ -w $s ]; then echo access=yes; else echo access=no; fi; "
+    "echo groups=$(id -nG); "
+    "for t in docker socat ncat; do command -v $t >/dev/null 2>&1 && echo tool=$t; done; "
+    "true"
+).format(sock=shlex.quote(ssh_transport.DOCKER_SOCKET))
+
+
+class Step:
+    def __init__(self, title: str, ok: Optional[bool], detail: str = "") -> None:
+        self.title = title
+        self.ok = ok  # None: not checked because an earlier step failed
+        self.detail = detail
+
+    def line(self) -> str:
+        mark = {True: " OK ", False: "FAIL", None: "SKIP"}[self.ok]
+        text = "  [%s] %s" % (mark, self.title)
+        if self.detail:
+            text += ": " + self.detail
+        return text
+
+
+class Report:
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.steps: List[Step] = []
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+    @property
+    def failure(self) -> Optional[Step]:
+        for step in self.steps:
+            if step.ok is False:
+                return step
+        return None
+
+    def text(self) -> str:
+        lines = ["Container management diagnosis for %s" % self.where]
+        lines.extend(step.line() for step in self.steps)
+        failure = self.failure
+        if failure is None:
+            lines.append("Result: container management works for this VM.")
+        else:
+            lines.append("Result: container management cannot work until this is fixed: %s."
+                         % failure.title)
+        return "\n".join(lines)
+
+
+class _Chain:
+    """Runs checks in order; after the first failure the rest are skipped."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.broken = False
+
+    def check(self, title: str, run: Callable[[], T],
+              describe: Callable[[T], str] = lambda _: "") -> Optional[T]:
+        if self.broken:
+            self.report.steps.append(Step(title, None))
+            return None
+        try:
+            value = run()
+        except errors.XSContainerError as exc:
+            self.broken = True
+            self.report.steps.append(Step(title, False, exc.message))
+            return None
+        self.report.steps.append(Step(title, True, describe(value)))
+        return value
+
+    def fail(self, title: str, detail: str) -> None:
+        self.broken = True
+        self.report.steps.append(Step(title, False, detail))
+
+
+def diagnose(guest: Guest, timeouts: Optional[ssh_transport.Timeouts] = None) -> Report:
+    timeouts = timeouts or ssh_transport.Timeouts()
+    report = Report(guest.where)
+    chain = _Chain(report)
+    chain.check("the VM is running", guest.require_running)
+    mode = chain.check("its container management mode is known", lambda: guest.mode, str)
+    if mode == "tls":
+        chain.fail("TLS mode", "this build of xscontainer cannot diagnose TLS guests yet")
+        return report
+    addresses = chain.check("the guest tools report an IPv4 address", guest.addresses,
+                            ", ".join)
+    connected = chain.check(
+        "SSH port %d answers" % SSH_PORT,
+        lambda: transport.connect_first(addresses or [], SSH_PORT, timeouts.connect),
+        lambda c: "at %s" % c[1],
+    )
+    session = None
+    if connected is not None:
+        sock, address = connected
+        session = _ssh_checks(chain, guest, sock, address, timeouts)
+    if session is None:
+        return report
+    try:
+        _docker_checks(chain, guest, session, timeouts)
+    finally:
+        session.close()
+    return report
+
+
+def _ssh_checks(chain: _Chain, guest: Guest, sock: object, address: str,
+                timeouts: ssh_transport.Timeouts) -> Optional[ssh_transport.SSHSession]:
+    pinned = guest.other_config.get("xscontainer-sshhostkey", "").strip() or None
+    try:
+        pkey = ssh_transport.load_private_key(poolkey.private_key(guest.xapi))
+        session = ssh_transport.SSHSession.open(sock, address, guest.username, pkey,  # type: ignore[arg-type]
+                                                pinned, guest.uuid, timeouts)
+    except errors.SSHHostKeyMismatch as exc:
+        chain.fail("the VM's SSH host key matches the pinned key", exc.message)
+        return None
+    except errors.SSHAuthFailed as exc:
+        chain.check("the VM's SSH host key matches the pinned key", lambda: None,
+                    lambda _: "yes" if pinned else "no key pinned yet (pinned at first use)")
+        chain.fail("the pool's SSH key is accepted for user %s" % guest.username, exc.message)
+        return None
+    except errors.XSContainerError as exc:
+        chain.fail("SSH connection to %s" % address, exc.message)
+        return None
+    chain.check("the VM's SSH host key matches the pinned key", lambda: None,
+                lambda _: "yes" if pinned else "no key pinned yet (pinned at first use)")
+    chain.check("the pool's SSH key is accepted for user %s" % guest.username, lambda: None)
+    return session
+
+
+def _docker_checks(chain: _Chain, guest: Guest, session: ssh_transport.SSHSession,
+                   timeouts: ssh_transport.Timeouts) -> None:
+    def probe() -> Dict[str, List[str]]:
+        out = session.run(_PROBE, timeout=timeouts.request)[1]
+        facts: Dict[str, List[str]] = {}
+        for line in out.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition("=")
+            facts.setdefault(key, []).append(value)
+        return facts
+
+    facts = chain.check("a shell runs for user %s" % guest.username, probe)
+    if facts is None:
+        return
+    sock = ssh_transport.DOCKER_SOCKET
+    if facts.get("socket") != ["yes"]:
+        chain.fail("the Docker socket %s exists" % sock,
+                   "it does not. Install Docker in the VM and start it "
+                   "(e.g. systemctl enable --now docker).")
+        return
+    chain.check("the Docker socket %s exists" % sock, lambda: None)
+    if facts.get("access") != ["yes"]:
+        groups = (facts.get("groups") or [""])[0]
+        chain.fail("user %s may use the Docker socket" % guest.username,
+                   "permission denied (groups: %s). Add the user to the docker group in the VM: "
+                   "usermod -aG docker %s" % (groups or "none", guest.username))
+        return
+    chain.check("user %s may use the Docker socket" % guest.username, lambda: None)
+    tools = facts.get("tool") or []
+    if not tools:
+        chain.fail("a stdio bridge to the socket is installed",
+                   "the VM has neither the docker CLI, socat nor ncat. Install one of them.")
+        return
+    chain.check("a stdio bridge to the socket is installed", lambda: None,
+                lambda _: ", ".join(tools))
+
+    def api() -> docker_api.DockerClient:
+        adapter = ssh_transport.SSHAdapter(session, timeouts.request)
+        client = docker_api.DockerClient(adapter, guest.where, timeouts.request)
+        try:
+            return client.negotiate()
+        finally:
+            client.close()
+
+    chain.check(
+        "the Docker API version is supported",
+        api,
+        lambda c: "%s %s, API %s (xscontainer speaks %s to %s)" % (
+            c.engine, c.version_info.get("Version", "?"), c.api_version,
+            docker_api.MIN_API, docker_api.MAX_API),
+    )
