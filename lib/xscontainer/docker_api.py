@@ -101,7 +101,7 @@ class DockerClient:
         self._api = docker.APIClient(base_url="unix:///var/run/docker.sock",
                                      version=MIN_API, timeout=timeout)
         self._api.mount("http+docker://", adapter)
-        self.version_info = {}  # type: Dict[str, Any]
+        self.version_info: Dict[str, Any] = {}
         self.api_version = MIN_API
         self.engine = "Docker"
 
@@ -184,7 +184,7 @@ class DockerClient:
                 yield _decode_event(pending)
         except errors.XSContainerError:
             raise
-        except Exception as exc:  # noqa: BLE001  # the stream's failure modes vary by release
+        except Exception as exc:  # the stream's failure modes vary by SDK/urllib3 release
             if self._closing.is_set():
                 return
             raise self._unreachable(exc) from exc

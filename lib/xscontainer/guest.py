@@ -46,7 +46,7 @@ def candidate_addresses(networks: Optional[Mapping[str, str]]) -> List[str]:
         match = _DEVICE_KEY.match(key)
         return (int(match.group(1)) if match else 1 << 30, key)
 
-    found = []  # type: List[str]
+    found: List[str] = []
     for key in sorted(networks, key=order):
         value = (networks[key] or "").strip()
         try:
@@ -123,7 +123,8 @@ class Guest:
         if networks is None:
             raise errors.NoIP(
                 "%s has no guest metrics: XAPI knows no address for it. Install the guest "
-                "tools (xe-guest-utilities / xe-daemon) in the VM so it reports its IP." % self.where,
+                "tools (xe-guest-utilities / xe-daemon) in the VM so it reports its IP."
+                % self.where,
                 self.uuid,
             )
         found = candidate_addresses(networks)

@@ -57,8 +57,9 @@ class UnixTransport(xmlrpc.client.Transport):
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
         # one connection per transport, reused across calls (HTTP/1.1 keep-alive)
-        if self._connection and self._connection[0] == self.path:
-            return self._connection[1]
+        cached = self._connection[1] if self._connection else None
+        if cached is not None and self._connection[0] == self.path:
+            return cached
         conn = _UnixHTTPConnection(self.path, self.timeout)
         self._connection = (self.path, conn)
         return conn
@@ -107,7 +108,7 @@ class Xapi:
     def __init__(self, session: Any, owned: bool) -> None:
         self.session = session
         self._owned = owned
-        self._this_host = None  # type: Optional[str]
+        self._this_host: Optional[str] = None
 
     # -- sessions -----------------------------------------------------------
 

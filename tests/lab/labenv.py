@@ -104,7 +104,7 @@ def dom0_env(host_uuid: str, base: Optional[Mapping[str, str]] = None) -> Dict[s
         p for p in env.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").split(":") if p
     ]
     env["PATH"] = ":".join(path)
-    env["PYTHONPATH"] = ":".join(t.pythonpath + [STUBS_DIR])
+    env["PYTHONPATH"] = ":".join([*t.pythonpath, STUBS_DIR])
     # the machine's CA bundle variables would override the per-VM CA of the Docker SDK
     for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         env.pop(name, None)

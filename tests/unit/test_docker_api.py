@@ -55,7 +55,8 @@ def test_engine_name():
 
 
 @pytest.mark.parametrize("ref", [
-    "web", "Web_App.1-x", "MyContainer", "e9c2212c65", "e9c2212c65c387bba7c216c56cd19ffaa1cdb73cf5885f3259a6b1ae7747c834",
+    "web", "Web_App.1-x", "MyContainer", "e9c2212c65",
+    "e9c2212c65c387bba7c216c56cd19ffaa1cdb73cf5885f3259a6b1ae7747c834",
 ])
 def test_container_refs_accepted(ref):
     assert docker_api.check_container_ref(ref) == ref

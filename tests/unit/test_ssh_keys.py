@@ -5,6 +5,8 @@ import struct
 
 import paramiko
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from xscontainer import errors, poolkey
 from xscontainer.transport import ssh
@@ -32,10 +34,7 @@ def test_generated_pool_key_is_rsa_4096_pem_and_loads_in_paramiko():
     assert poolkey.public_line_from_private(private).split()[:2] == [kind, body]
 
 
-def test_openssh_format_ed25519_key_loads(tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
+def test_openssh_format_ed25519_key_loads():
     text = ed25519.Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
         serialization.NoEncryption()).decode()

@@ -38,7 +38,7 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
                 % (request.method, request.path_url.split("?")[0], self.max_response_bytes)
             )
         response._content = data
-        response._content_consumed = True
+        response._content_consumed = True  # type: ignore[attr-defined]
         response.close()
         return response
 
@@ -67,7 +67,7 @@ def connect_first(addresses: List[str], port: int, timeout: float) -> Tuple[sock
     else:
         with futures.ThreadPoolExecutor(max_workers=len(addresses)) as pool:
             results = list(pool.map(lambda a: _try_connect(a, port, timeout), addresses))
-    winner = None  # type: Optional[Tuple[socket.socket, str]]
+    winner: Optional[Tuple[socket.socket, str]] = None
     for addr, (sock, _err) in zip(addresses, results):
         if sock is None:
             continue

@@ -70,7 +70,7 @@ def key_type_of(key_b64: str) -> str:
 
 def load_private_key(text: str) -> paramiko.PKey:
     """Load the pool's private key (PEM or OpenSSH format; RSA, ECDSA or Ed25519)."""
-    last = None  # type: Optional[Exception]
+    last: Optional[Exception] = None
     for cls in (paramiko.RSAKey, paramiko.ECDSAKey, paramiko.Ed25519Key):
         try:
             return cls.from_private_key(io.StringIO(text))
@@ -92,7 +92,7 @@ class SSHSession:
         self.address = address
         self.username = username
         self.timeouts = timeouts
-        self._bridges = collections.deque(maxlen=8)  # type: Deque[paramiko.Channel]
+        self._bridges: Deque[paramiko.Channel] = collections.deque(maxlen=8)
 
     @classmethod
     def open(cls, sock: socket.socket, address: str, username: str, pkey: paramiko.PKey,
@@ -184,7 +184,9 @@ class SSHSession:
                 "%r did not finish within %gs in the VM." % (command, timeout)
             ) from exc
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise errors.SSHError("Running %r in the VM failed: %s" % (command, _text(exc))) from exc
+            raise errors.SSHError(
+                "Running %r in the VM failed: %s" % (command, _text(exc))
+            ) from exc
         finally:
             chan.close()
 
@@ -219,7 +221,7 @@ class SSHSession:
 
 
 def _read_all(read: Any, max_bytes: int, deadline: float, what: str) -> bytes:
-    parts = []  # type: List[bytes]
+    parts: List[bytes] = []
     total = 0
     while True:
         if time.monotonic() > deadline:
