@@ -23,6 +23,7 @@ import select
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from dataclasses import dataclass
@@ -575,6 +576,7 @@ def start_daemon(g: Guest, daemon: str, storage_driver: str = "overlay2") -> pro
             with open(_storage_driver_file(g), "w") as f:
                 f.write(driver + "\n")
             return proc
+        sys.stderr.write("lab: %s: dockerd failed with storage driver %s\n" % (g.name, driver))
     raise RigError("%s: dockerd exited: %s" % (g.name, _tail(g.log("dockerd")).strip()))
 
 
