@@ -16,6 +16,7 @@ A lab lives in labenv.lab_dir() (XSC_LAB_DIR, default <repo>/.lab):
 """
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -129,14 +130,23 @@ def _xapi_record() -> str:
 
 def _xapi_argv(port: int) -> List[str]:
     return [
-        sys.executable, "-m", "xapisim", "serve",
-        "--state", _path("xapi-state.json"),
-        "--seed", _path("seed.json"),
-        "--socket", labenv.xapi_socket(),
-        "--port", str(port),
-        "--url-file", _path("xapi.url"),
-        "--pidfile", _path("xapi.pid"),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "xapisim",
+        "serve",
+        "--state",
+        _path("xapi-state.json"),
+        "--seed",
+        _path("seed.json"),
+        "--socket",
+        labenv.xapi_socket(),
+        "--port",
+        str(port),
+        "--url-file",
+        _path("xapi.url"),
+        "--pidfile",
+        _path("xapi.pid"),
+    ]
 
 
 def _socket_accepts(path: str) -> bool:
@@ -195,18 +205,32 @@ def _seed(
     shared SR, the usual two networks, and the pool key stored as secrets
     referenced from the pool's other-config, as after earlier xscontainer use."""
     hosts = [
-        {"uuid": _uuid(), "name_label": "xsc-host%d" % (i + 1), "address": "127.0.0.1",
-         "control_domain_uuid": _uuid()}
+        {
+            "uuid": _uuid(),
+            "name_label": "xsc-host%d" % (i + 1),
+            "address": "127.0.0.1",
+            "control_domain_uuid": _uuid(),
+        }
         for i in range(n_hosts)
-    ]  # fmt: skip
+    ]
     host_uuids = [h["uuid"] for h in hosts]
     local_srs = [
-        {"uuid": _uuid(), "name_label": "Local storage %s" % h["name_label"], "type": "ext",
-         "shared": False, "hosts": [h["uuid"]]}
+        {
+            "uuid": _uuid(),
+            "name_label": "Local storage %s" % h["name_label"],
+            "type": "ext",
+            "shared": False,
+            "hosts": [h["uuid"]],
+        }
         for h in hosts
-    ]  # fmt: skip
-    shared_sr = {"uuid": _uuid(), "name_label": "Shared NFS storage", "type": "nfs",
-                 "shared": True, "hosts": host_uuids}  # fmt: skip
+    ]
+    shared_sr = {
+        "uuid": _uuid(),
+        "name_label": "Shared NFS storage",
+        "type": "nfs",
+        "shared": True,
+        "hosts": host_uuids,
+    }
     private_secret = {"uuid": _uuid(), "value": pool_private}
     public_secret = {"uuid": _uuid(), "value": pool_public}
     vms = []
@@ -214,33 +238,49 @@ def _seed(
         vifs = [{"network": "xenbr0", "device": "0"}]
         if n == len(guests) - 1:  # one VM with a VIF on the host-internal network
             vifs.append({"network": "xenapi", "device": "1"})
-        vms.append({
-            "uuid": _uuid(), "name_label": g.name, "host": host_uuids[n % n_hosts],
-            "power_state": "Running",
-            "networks": {"0/ip": g.ip, "0/ipv4/0": g.ip},
-            "other_config": {"xscontainer-username": LAB_USER},
-            "vifs": vifs, "disk_sr": local_srs[n % n_hosts]["uuid"], "cd": True,
-        })  # fmt: skip
+        vms.append(
+            {
+                "uuid": _uuid(),
+                "name_label": g.name,
+                "host": host_uuids[n % n_hosts],
+                "power_state": "Running",
+                "networks": {"0/ip": g.ip, "0/ipv4/0": g.ip},
+                "other_config": {"xscontainer-username": LAB_USER},
+                "vifs": vifs,
+                "disk_sr": local_srs[n % n_hosts]["uuid"],
+                "cd": True,
+            }
+        )
     return {
         "pool": {
-            "uuid": _uuid(), "name_label": "xsc-lab",
-            "other_config": {"xscontainer-private-secret-uuid": private_secret["uuid"],
-                             "xscontainer-public-secret-uuid": public_secret["uuid"]},
+            "uuid": _uuid(),
+            "name_label": "xsc-lab",
+            "other_config": {
+                "xscontainer-private-secret-uuid": private_secret["uuid"],
+                "xscontainer-public-secret-uuid": public_secret["uuid"],
+            },
         },
         "root_password": ROOT_PASSWORD,
         "hosts": hosts,
         "srs": [*local_srs, shared_sr],
         "default_sr": shared_sr["uuid"],
         "networks": [
-            {"uuid": _uuid(), "name_label": "Pool-wide network associated with eth0",
-             "bridge": "xenbr0"},
-            {"uuid": _uuid(), "name_label": "Host internal management network",
-             "bridge": "xenapi", "other_config": {"is_host_internal_management_network": "true"}},
+            {
+                "uuid": _uuid(),
+                "name_label": "Pool-wide network associated with eth0",
+                "bridge": "xenbr0",
+            },
+            {
+                "uuid": _uuid(),
+                "name_label": "Host internal management network",
+                "bridge": "xenapi",
+                "other_config": {"is_host_internal_management_network": "true"},
+            },
         ],
         "secrets": [private_secret, public_secret],
         "vms": vms,
         "templates": [{"uuid": _uuid(), "name_label": "CoreOS"}],
-    }  # fmt: skip
+    }
 
 
 def _description(seed: Mapping[str, Any], xapi: procs.Proc) -> Dict[str, Any]:
@@ -249,25 +289,44 @@ def _description(seed: Mapping[str, Any], xapi: procs.Proc) -> Dict[str, Any]:
     vms = []
     for vm in seed["vms"]:
         g = _guest_of_name(vm["name_label"])
-        vms.append({
-            "uuid": vm["uuid"], "name": g.name, "ip": g.ip, "username": LAB_USER,
-            "host": vm["host"], "netns": g.netns, "docker_socket": g.docker_socket,
-            "ssh_host_key": g.host_key_pub,
-            "tls": {"ca": g.tls("ca"), "client_cert": g.tls("client-cert"),
-                    "client_key": g.tls("client-key")},
-        })  # fmt: skip
+        vms.append(
+            {
+                "uuid": vm["uuid"],
+                "name": g.name,
+                "ip": g.ip,
+                "username": LAB_USER,
+                "host": vm["host"],
+                "netns": g.netns,
+                "docker_socket": g.docker_socket,
+                "ssh_host_key": g.host_key_pub,
+                "tls": {
+                    "ca": g.tls("ca"),
+                    "client_cert": g.tls("client-cert"),
+                    "client_key": g.tls("client-key"),
+                },
+            }
+        )
     return {
         "lab_dir": labenv.lab_dir(),
-        "xapi": {"socket": labenv.xapi_socket(), "url": _xapi_url(), "pid": xapi.pid,
-                 "username": "root", "password": ROOT_PASSWORD},
+        "xapi": {
+            "socket": labenv.xapi_socket(),
+            "url": _xapi_url(),
+            "pid": xapi.pid,
+            "username": "root",
+            "password": ROOT_PASSWORD,
+        },
         "pool": {"uuid": seed["pool"]["uuid"], "master": seed["hosts"][0]["uuid"]},
-        "hosts": [{"uuid": h["uuid"], "name": h["name_label"], "dir": labenv.host_dir(h["uuid"])}
-                  for h in seed["hosts"]],
-        "srs": [{"uuid": s["uuid"], "name": s["name_label"], "shared": s["shared"],
-                 "hosts": s["hosts"]} for s in seed["srs"]],
+        "hosts": [
+            {"uuid": h["uuid"], "name": h["name_label"], "dir": labenv.host_dir(h["uuid"])}
+            for h in seed["hosts"]
+        ],
+        "srs": [
+            {"uuid": s["uuid"], "name": s["name_label"], "shared": s["shared"], "hosts": s["hosts"]}
+            for s in seed["srs"]
+        ],
         "pool_key": {"private": private, "public": public},
         "vms": vms,
-    }  # fmt: skip
+    }
 
 
 # --- up and down ---------------------------------------------------------------------
@@ -323,63 +382,104 @@ def _up_guest(g: rig.Guest, user: Any, pool_public: str, tar: "Future[str]") -> 
     log("%s up at %s (%.2f s)" % (g.name, g.ip, time.monotonic() - t0))
 
 
+@contextlib.contextmanager
+def _locked(timeout: float = 300) -> Iterator[None]:
+    """Serialise the commands that change a lab (up, down, service, rekey,
+    xapi): several people and test runs may share one lab folder."""
+    os.makedirs(labenv.lab_dir(), exist_ok=True)
+    fd = os.open(_path("lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                    raise LabError(
+                        "another lab command (pid %s) holds %s" % (holder, _path("lock"))
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 def up(vms: int = 2, hosts: int = 2, first: int = 1, replace: bool = False) -> "Lab":
     """Bring a lab up from nothing; on failure take down what was started."""
     if vms < 1 or hosts < 1 or first < 1:
         raise LabError("--vms, --hosts and --first must be at least 1")
-    t0 = time.monotonic()
     guests = [rig.Guest(i, labenv.lab_dir()) for i in range(first, first + vms)]
-    if os.path.exists(_plan_path()):
-        if not replace:
-            raise LabError(
-                "a lab is already up in %s: `tests/lab/lab down` first, or `up --replace`"
-                % labenv.lab_dir()
-            )
-        down()
-    preflight(guests)
-    os.makedirs(labenv.lab_dir(), exist_ok=True)
-    _clean_runtime()
-    _write_json(_plan_path(), {"first": first, "count": vms, "hosts": hosts})
-    try:
-        with ThreadPoolExecutor(max_workers=vms + 4) as pool:
-            key_f = pool.submit(keys.pool_key, _path("keys"))
-            tls_f = pool.submit(keys.tls_ca, _path("keys", "tls"))
-            tar_f = pool.submit(rig.busybox_tar, _path("cache"))
-            user = rig.ensure_user(LAB_USER)
-            rig.create_network(guests)
-            private, public = key_f.result()
-            tls_f.result()
-            with open(private) as f_priv, open(public) as f_pub:
-                seed = _seed(guests, hosts, f_priv.read(), f_pub.read().strip())
-            _write_json(_path("seed.json"), seed)
-            for h in seed["hosts"]:
-                labenv.ensure_host_dirs(h["uuid"], h["control_domain_uuid"])
-            xapi_f = pool.submit(_start_xapi)
-            guest_fs = [pool.submit(_up_guest, g, user, public, tar_f) for g in guests]
-            for f in guest_fs:
-                f.result()
-            xapi = xapi_f.result()
-        _write_json(labenv.lab_json(), _description(seed, xapi))
-    except BaseException as e:
-        log("up failed: %s; taking down what was started" % e)
-        down()
-        if isinstance(e, (rig.RigError, OSError)):
-            raise LabError(str(e)) from e
-        raise
-    log("up: %d VMs on %d hosts in %.2f s" % (vms, hosts, time.monotonic() - t0))
+    with _locked():
+        if os.path.exists(_plan_path()):
+            if not replace:
+                raise LabError(
+                    "a lab is already up in %s: `tests/lab/lab down` first, or `up --replace`"
+                    % labenv.lab_dir()
+                )
+            _down()
+        preflight(guests)
+        _clean_runtime()
+        _write_json(_plan_path(), {"first": first, "count": vms, "hosts": hosts})
+        try:
+            _up(guests, hosts)
+        except BaseException as e:
+            log("up failed: %s; taking down what was started" % e)
+            _teardown(guests)
+            if isinstance(e, (rig.RigError, OSError)):
+                raise LabError(str(e)) from e
+            raise
     return Lab.load()
+
+
+def _up(guests: List[rig.Guest], hosts: int) -> None:
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(guests) + 4) as pool:
+        key_f = pool.submit(keys.pool_key, _path("keys"))
+        tls_f = pool.submit(keys.tls_ca, _path("keys", "tls"))
+        tar_f = pool.submit(rig.busybox_tar, _path("cache"))
+        user = rig.ensure_user(LAB_USER)
+        rig.create_network(guests)
+        private, public = key_f.result()
+        tls_f.result()
+        with open(private) as f_priv, open(public) as f_pub:
+            seed = _seed(guests, hosts, f_priv.read(), f_pub.read().strip())
+        _write_json(_path("seed.json"), seed)
+        for h in seed["hosts"]:
+            labenv.ensure_host_dirs(h["uuid"], h["control_domain_uuid"])
+        xapi_f = pool.submit(_start_xapi)
+        guest_fs = [pool.submit(_up_guest, g, user, public, tar_f) for g in guests]
+        for f in guest_fs:
+            f.result()
+        xapi = xapi_f.result()
+    _write_json(labenv.lab_json(), _description(seed, xapi))
+    log("up: %d VMs on %d hosts in %.2f s" % (len(guests), hosts, time.monotonic() - t0))
 
 
 def down() -> None:
     """Stop everything the lab started, by PID, delete its namespaces and
     veths, unmount /run/netns if no namespace is left. Idempotent; also cleans
     a half-up lab."""
+    with _locked():
+        _down()
+
+
+def _down() -> None:
     t0 = time.monotonic()
     plan = _read_json(_plan_path())
     if plan is None:
         log("down: no lab in %s" % labenv.lab_dir())
         return
-    guests = _guests(plan)
+    _teardown(_guests(plan))
+    log("down in %.2f s" % (time.monotonic() - t0))
+
+
+def _teardown(guests: List[rig.Guest]) -> None:
+    """Stop the simulator and the guests, remove their network; the lab is
+    then down (no lab.json, no plan.json)."""
     try:
         with ThreadPoolExecutor(max_workers=len(guests) + 1) as pool:
             futures = [pool.submit(_stop_xapi)] + [pool.submit(rig.teardown, g) for g in guests]
@@ -388,10 +488,9 @@ def down() -> None:
         rig.delete_network(guests)
     except (rig.RigError, RuntimeError, OSError) as e:
         raise LabError("down failed (run it again; %s):\n%s" % (labenv.lab_dir(), e)) from e
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(labenv.lab_json())
-    os.unlink(_plan_path())
-    log("down in %.2f s" % (time.monotonic() - t0))
+    for path in (labenv.lab_json(), _plan_path()):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 def status() -> "tuple[List[str], bool]":
@@ -413,6 +512,74 @@ def status() -> "tuple[List[str], bool]":
         daemons = [show(d, procs.running_from(g.record(d))) for d in ("holder", *rig.DAEMONS)]
         lines.append("  %-8s %-12s %s" % (g.name, g.ip, ", ".join(daemons)))
     return lines, ok
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a lab has on the machine: its processes (recorded ones, anything
+    in its guests' namespaces and their descendants), namespaces, interfaces."""
+
+    lab_dir: str
+    procs: List[procs.Proc]
+    netns: List[str]
+    interfaces: List[str]
+
+    def left(self) -> List[str]:
+        """What of it still exists (after `down`: should be nothing)."""
+        found = ["process %d (%s)" % (p.pid, _comm(p.pid)) for p in self.procs if p.running()]
+        found += [
+            "network namespace %s" % n
+            for n in self.netns
+            if os.path.exists(os.path.join("/run/netns", n))
+        ]
+        found += [
+            "interface %s" % i
+            for i in self.interfaces
+            if os.path.exists(os.path.join("/sys/class/net", i))
+        ]
+        marks = [
+            self.lab_dir + "/",
+            *("/run/netns/%s " % n for n in self.netns),
+            *(" tmpfs-%s " % n for n in self.netns),
+        ]
+        with open("/proc/self/mountinfo") as f:
+            found += ["mount %s" % line.split()[4] for line in f if any(m in line for m in marks)]
+        if not os.path.isdir("/run/netns") or os.listdir("/run/netns"):
+            return found
+        with open("/proc/self/mountinfo") as f:
+            if any(line.split()[4] == "/run/netns" for line in f):
+                found.append("mount /run/netns (no namespace left in it)")
+        return found
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def footprint() -> Footprint:
+    plan = _read_json(_plan_path())
+    guests = _guests(plan) if plan else []
+    records = [_xapi_record()] + [g.record(d) for g in guests for d in ("holder", *rig.DAEMONS)]
+    found = {p for p in (procs.running_from(r) for r in records) if p is not None}
+    for g in guests:
+        holder = procs.running_from(g.record("holder"))
+        for kind, path in (
+            ("net", os.path.join("/run/netns", g.netns)),
+            ("mnt", "/proc/%d/ns/mnt" % holder.pid if holder else ""),
+        ):
+            inode = procs.ns_inode(path) if path else None
+            if inode is not None:
+                found.update(p for p in map(procs.of_pid, procs.in_namespaces(kind, {inode})) if p)
+    return Footprint(
+        labenv.lab_dir(),
+        sorted(found, key=lambda p: p.pid),
+        [g.netns for g in guests],
+        [g.host_if for g in guests],
+    )
 
 
 # --- the lab as tests see it ---------------------------------------------------------
@@ -501,9 +668,15 @@ class Lab:
         """Run `argv` in guest `vm`; stdout and stderr captured as text."""
         cmd, env = self.exec_argv(vm, argv, user)
         return subprocess.run(
-            cmd, env=env, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            universal_newlines=True, timeout=timeout, check=check,
-        )  # fmt: skip
+            cmd,
+            env=env,
+            input=input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=timeout,
+            check=check,
+        )
 
     def docker(self, vm: str, timeout: float = 30) -> Any:
         """A docker SDK client on the guest engine's root-side socket."""
@@ -516,26 +689,28 @@ class Lab:
         the status ("running (pid N)" or "stopped")."""
         if name not in rig.DAEMONS:
             raise LabError("service must be one of %s" % ", ".join(rig.DAEMONS))
+        if action not in ("stop", "start", "restart", "status"):
+            raise LabError("action must be stop, start, restart or status")
         g = self._guest(vm)
-        try:
-            if action in ("stop", "restart"):
-                rig.stop_daemon(g, name)
-            if action in ("start", "restart") and rig.daemon_status(g, name) is None:
-                rig.start_daemon(g, name)
-            elif action not in ("stop", "restart", "start", "status"):
-                raise LabError("action must be stop, start, restart or status")
-        except rig.RigError as e:
-            raise LabError(str(e)) from e
+        with _locked():
+            try:
+                if action in ("stop", "restart"):
+                    rig.stop_daemon(g, name)
+                if action in ("start", "restart") and rig.daemon_status(g, name) is None:
+                    rig.start_daemon(g, name)
+            except rig.RigError as e:
+                raise LabError(str(e)) from e
         proc = rig.daemon_status(g, name)
         return "running (pid %d)" % proc.pid if proc else "stopped"
 
     def rekey(self, vm: str) -> None:
         """Give the guest's sshd a new host key (lab.json's ssh_host_key file
         changes) and restart it."""
-        try:
-            rig.rekey(self._guest(vm))
-        except rig.RigError as e:
-            raise LabError(str(e)) from e
+        with _locked():
+            try:
+                rig.rekey(self._guest(vm))
+            except rig.RigError as e:
+                raise LabError(str(e)) from e
 
     # XAPI
 
@@ -570,11 +745,21 @@ class Lab:
         return procs.running_from(_xapi_record())
 
     def xapi_stop(self) -> None:
-        _stop_xapi()
+        with _locked():
+            _stop_xapi()
 
     def xapi_start(self) -> None:
-        """Start the simulator on its former port (clients keep their URL),
-        keeping its state."""
+        """Start the simulator (if stopped) keeping its state, on its former
+        port so that clients keep their URL."""
+        with _locked():
+            self._xapi_start()
+
+    def xapi_restart(self) -> None:
+        with _locked():
+            _stop_xapi()
+            self._xapi_start()
+
+    def _xapi_start(self) -> None:
         if self.xapi_status() is not None:
             return
         port = int(self.data["xapi"]["url"].rstrip("/").rsplit(":", 1)[1])
@@ -586,10 +771,6 @@ class Lab:
         self.data["xapi"]["pid"] = proc.pid
         self.data["xapi"]["url"] = _xapi_url()
         _write_json(labenv.lab_json(), self.data)
-
-    def xapi_restart(self) -> None:
-        self.xapi_stop()
-        self.xapi_start()
 
     # dom0 of a host
 
@@ -605,6 +786,11 @@ class Lab:
     ) -> "subprocess.CompletedProcess[str]":
         """Run `argv` in the dom0 of `host_uuid`; output captured as text, not checked."""
         return subprocess.run(
-            list(argv), env=self.dom0_env(host_uuid), input=input, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
-        )  # fmt: skip
+            list(argv),
+            env=self.dom0_env(host_uuid),
+            input=input,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            universal_newlines=True,
+            timeout=timeout,
+        )
