@@ -1,0 +1,43 @@
+"""Integration tests run through the lab (tests/lab), exactly as a client would.
+
+The session-scoped `lab` fixture brings a fresh lab up (taking down one left
+over first) with XSC_TEST_VMS guests (default 3) on XSC_TEST_HOSTS hosts
+(default 2), and takes it down at the end unless XSC_LAB_KEEP=1, failing if
+anything of it is left. When the lab cannot start the tests fail and say why:
+they never skip.
+"""
+
+import os
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+import labctl
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(item.path).parents:
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[labctl.Lab]:
+    vms = int(os.environ.get("XSC_TEST_VMS", "3"))
+    hosts = int(os.environ.get("XSC_TEST_HOSTS", "2"))
+    try:
+        labctl.down()
+        the_lab = labctl.up(vms, hosts)
+    except Exception as e:
+        pytest.fail("the lab could not start: %s" % e, pytrace=False)
+    yield the_lab
+    if os.environ.get("XSC_LAB_KEEP") == "1":
+        return
+    before = labctl.footprint()
+    labctl.down()
+    left = before.left()
+    if left:
+        pytest.fail("`lab down` left: %s" % "; ".join(left), pytrace=False)
