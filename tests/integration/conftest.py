@@ -28,6 +28,8 @@ def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
 def lab() -> Iterator[labctl.Lab]:
     vms = int(os.environ.get("XSC_TEST_VMS", "3"))
     hosts = int(os.environ.get("XSC_TEST_HOSTS", "2"))
+    if vms < 2 or hosts < 2:
+        pytest.fail("XSC_TEST_VMS and XSC_TEST_HOSTS must be at least 2", pytrace=False)
     try:
         labctl.down()
         the_lab = labctl.up(vms, hosts)

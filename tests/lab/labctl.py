@@ -356,17 +356,9 @@ def _clean_runtime() -> None:
     """Forget the files of an earlier lab (keys/ and cache/ are kept)."""
     for sub in ("vms", "hosts"):
         shutil.rmtree(_path(sub), ignore_errors=True)
-    for name in (
-        "lab.json",
-        "seed.json",
-        "xapi-state.json",
-        "xapi.url",
-        "xapi.pid",
-        "xapi.log",
-        "xapi.sock",
-        "xapi.proc",
-    ):
-        with contextlib.suppress(FileNotFoundError):
+    # xapi*: the simulator's state (and journal), socket, url, pid, log; our record
+    for name in os.listdir(labenv.lab_dir()):
+        if name in ("lab.json", "seed.json") or name.startswith("xapi"):
             os.unlink(_path(name))
 
 
@@ -544,11 +536,8 @@ class Footprint:
         ]
         with open("/proc/self/mountinfo") as f:
             found += ["mount %s" % line.split()[4] for line in f if any(m in line for m in marks)]
-        if not os.path.isdir("/run/netns") or os.listdir("/run/netns"):
-            return found
-        with open("/proc/self/mountinfo") as f:
-            if any(line.split()[4] == "/run/netns" for line in f):
-                found.append("mount /run/netns (no namespace left in it)")
+        if "/run/netns" in rig.mount_points() and not os.listdir("/run/netns"):
+            found.append("mount /run/netns (no namespace left in it)")
         return found
 
 

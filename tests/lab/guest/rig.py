@@ -274,7 +274,8 @@ def delete_network(guests: List[Guest]) -> None:
         if os.path.exists(os.path.join("/run/netns", g.netns)):
             run(["ip", "netns", "delete", g.netns])
     # a veth goes with its namespace, which the kernel destroys asynchronously;
-    # one whose peer never moved (a half-up lab) must be deleted here
+    # one still there after that (its namespace lingers or was deleted by hand
+    # before) is deleted here
     deadline = time.monotonic() + 3
     left = [g.host_if for g in guests]
     while left and time.monotonic() < deadline:
@@ -285,7 +286,7 @@ def delete_network(guests: List[Guest]) -> None:
     release_netns_dir()
 
 
-def _mount_points() -> List[str]:
+def mount_points() -> List[str]:
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f]
 
@@ -293,7 +294,7 @@ def _mount_points() -> List[str]:
 def release_netns_dir() -> None:
     """`ip netns add` bind-mounts /run/netns on itself; undo that once empty."""
     for _ in range(5):
-        if "/run/netns" not in _mount_points() or os.listdir("/run/netns"):
+        if "/run/netns" not in mount_points() or os.listdir("/run/netns"):
             return
         run(["umount", "/run/netns"])
 
