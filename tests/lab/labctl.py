@@ -11,6 +11,7 @@ A lab lives in labenv.lab_dir() (XSC_LAB_DIR, default <repo>/.lab):
   seed.json xapi-state.json xapi.sock xapi.url xapi.pid xapi.log   the simulator
   xapi.proc       the lab's record of the simulator process (guest/procs.py)
   hosts/<uuid>/   each host's dom0 files (labenv.ensure_host_dirs)
+  srs/            the simulator's VDI files
   vms/<name>/     each guest (guest/rig.py)
   keys/ cache/    cached key material and image tar, kept across labs
 """
@@ -354,7 +355,7 @@ def preflight(guests: List[rig.Guest]) -> None:
 
 def _clean_runtime() -> None:
     """Forget the files of an earlier lab (keys/ and cache/ are kept)."""
-    for sub in ("vms", "hosts"):
+    for sub in ("vms", "hosts", "srs"):  # srs/: the simulator's VDI files
         shutil.rmtree(_path(sub), ignore_errors=True)
     # xapi*: the simulator's state (and journal), socket, url, pid, log; our record
     for name in os.listdir(labenv.lab_dir()):
