@@ -28,11 +28,14 @@ def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
 def lab() -> Iterator[labctl.Lab]:
     vms = int(os.environ.get("XSC_TEST_VMS", "3"))
     hosts = int(os.environ.get("XSC_TEST_HOSTS", "2"))
+    # guest numbering (names xsc-vmI, addresses 10.200.I.2): another range lets a
+    # second lab (another XSC_LAB_DIR) run beside this one
+    first = int(os.environ.get("XSC_TEST_FIRST", "1"))
     if vms < 2 or hosts < 2:
         pytest.fail("XSC_TEST_VMS and XSC_TEST_HOSTS must be at least 2", pytrace=False)
     try:
         labctl.down()
-        the_lab = labctl.up(vms, hosts)
+        the_lab = labctl.up(vms, hosts, first)
     except Exception as e:
         pytest.fail("the lab could not start: %s" % e, pytrace=False)
     yield the_lab
