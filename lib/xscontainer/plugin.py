@@ -15,17 +15,15 @@ shared/reference/clients-contract.md section 6):
 """
 
 import functools
+import importlib
 import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import XenAPI
 import XenAPIPlugin  # from xapi-core on a host; a test stand-in in the lab
 
-from xscontainer import diagnose as diagnose_mod
-from xscontainer import errors, xmlenc
+from xscontainer import errors
 from xscontainer import log as xlog
-from xscontainer.docker_api import DockerClient, check_container_ref
-from xscontainer.guest import Guest
 from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
@@ -40,85 +38,49 @@ FORWARDED_KEY = "xscontainer-forwarded"
 Handler = Callable[[Xapi, Dict[str, str]], str]
 
 
-def _guest(xapi: Xapi, args: Dict[str, str]) -> Guest:
-    return Guest.load(xapi, args["vmuuid"])
-
-
-def _running_guest(xapi: Xapi, args: Dict[str, str]) -> Guest:
-    guest = _guest(xapi, args)
-    guest.require_running()
-    return guest
-
-
-# -- functions ----------------------------------------------------------------
-
-
-def get_inspect(xapi: Xapi, args: Dict[str, str]) -> str:
-    ref = check_container_ref(args["object"])
-    with _running_guest(xapi, args).docker() as docker:
-        return xmlenc.docker_inspect(docker.inspect(ref))
-
-
-def get_top(xapi: Xapi, args: Dict[str, str]) -> str:
-    ref = check_container_ref(args["object"])
-    with _running_guest(xapi, args).docker() as docker:
-        return xmlenc.docker_top(docker.top(ref))
-
-
-def _lifecycle(operation: str) -> Handler:
-    def run(xapi: Xapi, args: Dict[str, str]) -> str:
-        ref = check_container_ref(args["container"])  # refused before any connection
-        guest = _running_guest(xapi, args)
-        with guest.docker() as docker:
-            docker.lifecycle(operation, ref)
-            if "docker_ps" in guest.other_config:
-                refresh_docker_ps(guest, docker)
-        return ""
-
-    run.__name__ = operation
-    return run
-
-
-def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:
-    """Publish the container list so a state change shows at once."""
-    xml = xmlenc.docker_ps(docker.ps())
-    current = guest.xapi.vm_other_config(guest.ref).get("docker_ps")
-    if current != xml:
-        guest.xapi.set_vm_other_config(guest.ref, "docker_ps", xml)
+def _guest_ref(xapi: Xapi, args: Dict[str, str]) -> str:
+    return xapi.vm_by_uuid(args["vmuuid"])
 
 
 def register(xapi: Xapi, args: Dict[str, str]) -> str:
-    guest = _guest(xapi, args)
-    xapi.set_vm_other_config(guest.ref, MONITOR_KEY, "True")
-    log.info("registered %s for monitoring", guest.where)
+    vm = _guest_ref(xapi, args)
+    xapi.set_vm_other_config(vm, MONITOR_KEY, "True")
+    log.info("registered VM %s for monitoring", args["vmuuid"])
     return ""
 
 
 def deregister(xapi: Xapi, args: Dict[str, str]) -> str:
-    guest = _guest(xapi, args)
-    xapi.set_vm_other_config(guest.ref, MONITOR_KEY, "False")
+    vm = _guest_ref(xapi, args)
+    xapi.set_vm_other_config(vm, MONITOR_KEY, "False")
     for key in DOCKER_KEYS:
-        xapi.remove_vm_other_config(guest.ref, key)
-    log.info("deregistered %s", guest.where)
+        xapi.remove_vm_other_config(vm, key)
+    log.info("deregistered VM %s", args["vmuuid"])
     return ""
 
 
-def diagnose(xapi: Xapi, args: Dict[str, str]) -> str:
-    return diagnose_mod.diagnose(_guest(xapi, args)).text()
+def _lazy(module: str, function: str, *bound: str) -> Handler:
+    """A handler imported only when it runs (xscontainer.<module>.<function>)."""
+
+    def run(xapi: Xapi, args: Dict[str, str]) -> str:
+        target = getattr(importlib.import_module("xscontainer." + module), function)
+        return str(target(*bound, xapi, args))
+
+    run.__name__ = function
+    return run
 
 
 # name -> (required argument keys, handler)
 FUNCTIONS: Dict[str, Tuple[Tuple[str, ...], Handler]] = {
-    "get_inspect": (("vmuuid", "object"), get_inspect),
-    "get_top": (("vmuuid", "object"), get_top),
-    "start": (("vmuuid", "container"), _lifecycle("start")),
-    "stop": (("vmuuid", "container"), _lifecycle("stop")),
-    "restart": (("vmuuid", "container"), _lifecycle("restart")),
-    "pause": (("vmuuid", "container"), _lifecycle("pause")),
-    "unpause": (("vmuuid", "container"), _lifecycle("unpause")),
+    "get_inspect": (("vmuuid", "object"), _lazy("containers", "get_inspect")),
+    "get_top": (("vmuuid", "object"), _lazy("containers", "get_top")),
+    "start": (("vmuuid", "container"), _lazy("containers", "lifecycle", "start")),
+    "stop": (("vmuuid", "container"), _lazy("containers", "lifecycle", "stop")),
+    "restart": (("vmuuid", "container"), _lazy("containers", "lifecycle", "restart")),
+    "pause": (("vmuuid", "container"), _lazy("containers", "lifecycle", "pause")),
+    "unpause": (("vmuuid", "container"), _lazy("containers", "lifecycle", "unpause")),
     "register": (("vmuuid",), register),
     "deregister": (("vmuuid",), deregister),
-    "diagnose": (("vmuuid",), diagnose),
+    "diagnose": (("vmuuid",), _lazy("containers", "diagnose")),
 }
 
 
