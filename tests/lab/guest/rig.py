@@ -475,10 +475,10 @@ def dockerd_argv(g: Guest, driver: str) -> List[str]:
         "/run/docker.pid",
         "--storage-driver",
         driver,
-        "--bridge=none",
-        "--iptables=false",
+        # The default bridge (docker0) and its iptables rules live in the guest's
+        # own network namespace, so containers can publish ports as on a real VM
+        # without touching the host's links or firewall.
         "--ip6tables=false",
-        "--ip-masq=false",
         "--shutdown-timeout",
         "2",
     ]
