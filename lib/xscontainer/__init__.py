@@ -5,3 +5,26 @@ entry points. Runtime code must stay Python 3.6 compatible (dom0 of XCP-ng 8.3).
 """
 
 __version__ = "11.0.0"
+
+import os as _os
+import sys as _sys
+
+
+def _use_bundled_libraries() -> None:
+    """Put the libraries the xscontainer-pylibs RPM bundles first on sys.path.
+
+    The dom0 of XCP-ng 8.3 / XenServer 8 has no paramiko, Docker SDK,
+    cryptography >= 40 or pyOpenSSL for its Python 3.6, so the RPMs bundle them,
+    built for that interpreter, in <prefix>/lib64/xscontainer/python3.6, beside
+    <prefix>/lib/python3.6/site-packages/xscontainer (found from this file, so an
+    RPM installed into a scratch root works alike). Nothing else in dom0 sees them.
+    Another interpreter, or a source tree, has no such folder: nothing changes.
+    """
+    package_dir = _os.path.dirname(_os.path.abspath(__file__))
+    prefix = _os.path.dirname(_os.path.dirname(_os.path.dirname(_os.path.dirname(package_dir))))
+    bundle = _os.path.join(prefix, "lib64", "xscontainer", "python%d.%d" % _sys.version_info[:2])
+    if _os.path.isdir(bundle) and bundle not in _sys.path:
+        _sys.path.insert(0, bundle)
+
+
+_use_bundled_libraries()
