@@ -94,16 +94,44 @@ class _Chain:
         self.broken = True
         self.report.steps.append(Step(title, False, detail))
 
+    def skip_rest(self, planned: List[str]) -> None:
+        """List the planned checks that an earlier failure kept from running."""
+        done = {step.title for step in self.report.steps}
+        self.report.steps.extend(Step(title, None) for title in planned if title not in done)
+
+
+def _ssh_plan(user: str) -> List[str]:
+    return [
+        "the guest tools report an IPv4 address",
+        "SSH port %d answers" % SSH_PORT,
+        "the VM's SSH host key matches the pinned key",
+        "the pool's SSH key is accepted for user %s" % user,
+        "a shell runs for user %s" % user,
+        "the Docker socket %s exists" % ssh_transport.DOCKER_SOCKET,
+        "user %s may use the Docker socket" % user,
+        "a stdio bridge to the socket is installed",
+        "the Docker API version is supported",
+    ]
+
 
 def diagnose(guest: Guest, timeouts: Optional[ssh_transport.Timeouts] = None) -> Report:
     timeouts = timeouts or ssh_transport.Timeouts()
     report = Report(guest.where)
     chain = _Chain(report)
+    try:
+        _diagnose(guest, chain, timeouts)
+    finally:
+        if guest.other_config.get("xscontainer-mode", "ssh") != "tls":
+            chain.skip_rest(_ssh_plan(guest.username))
+    return report
+
+
+def _diagnose(guest: Guest, chain: _Chain, timeouts: ssh_transport.Timeouts) -> None:
     chain.check("the VM is running", guest.require_running)
     mode = chain.check("its container management mode is known", lambda: guest.mode, str)
     if mode == "tls":
         chain.fail("TLS mode", "this build of xscontainer cannot diagnose TLS guests yet")
-        return report
+        return
     addresses = chain.check("the guest tools report an IPv4 address", guest.addresses,
                             ", ".join)
     connected = chain.check(
@@ -111,17 +139,16 @@ def diagnose(guest: Guest, timeouts: Optional[ssh_transport.Timeouts] = None) ->
         lambda: transport.connect_first(addresses or [], SSH_PORT, timeouts.connect),
         lambda c: "at %s" % c[1],
     )
-    session = None
-    if connected is not None:
-        sock, address = connected
-        session = _ssh_checks(chain, guest, sock, address, timeouts)
+    if connected is None:
+        return
+    sock, address = connected
+    session = _ssh_checks(chain, guest, sock, address, timeouts)
     if session is None:
-        return report
+        return
     try:
         _docker_checks(chain, guest, session, timeouts)
     finally:
         session.close()
-    return report
 
 
 def _ssh_checks(chain: _Chain, guest: Guest, sock: object, address: str,
