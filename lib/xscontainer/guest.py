@@ -4,18 +4,21 @@ VM other-config keys (shared with the original xscontainer and its clients):
   xscontainer-mode       ssh (default) | tls
   xscontainer-username   SSH user in the guest (default: core)
   xscontainer-sshhostkey base64 of the guest's SSH host key, pinned on first use
+  xscontainer-tls-*      uuids of the TLS secrets (tlssecrets.py), mode tls only
 """
 
 import ipaddress
 import logging
 import re
+import ssl
 from typing import Any, Dict, List, Mapping, Optional
 
 import XenAPI
 
-from xscontainer import errors, poolkey, transport
+from xscontainer import errors, poolkey, tlssecrets, transport
 from xscontainer.docker_api import DockerClient
 from xscontainer.transport import ssh as ssh_transport
+from xscontainer.transport import tls as tls_transport
 from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
@@ -173,14 +176,35 @@ class Guest:
         """A Docker client for the guest's engine, API version negotiated."""
         timeouts = timeouts or ssh_transport.Timeouts()
         if self.mode == "tls":
-            raise errors.TLSConfigMissing(
-                "%s is set up for TLS mode, which this build of xscontainer cannot use yet. "
-                "Set other-config xscontainer-mode=ssh and prepare the VM for SSH." % self.where,
-                self.uuid,
-            )
+            return self._docker_tls(timeouts)
         session = self.ssh(timeouts)
         adapter = ssh_transport.SSHAdapter(session, timeouts.request)
         client = DockerClient(adapter, self.where, timeouts.request, on_close=session.close)
+        try:
+            return client.negotiate()
+        except BaseException:
+            client.close()
+            raise
+
+    # -- TLS mode -------------------------------------------------------------------
+
+    def tls_material(self) -> tls_transport.Material:
+        """The VM's client certificate, key and CA from its XAPI secrets."""
+        return tlssecrets.load(self.xapi, self.uuid, self.other_config, self.where)
+
+    def tls_context(self) -> ssl.SSLContext:
+        return tls_transport.make_context(self.tls_material(), self.uuid)
+
+    def _docker_tls(self, timeouts: ssh_transport.Timeouts) -> DockerClient:
+        context = self.tls_context()
+        tls_sock, address = tls_transport.connect(
+            self.addresses(), context, timeouts.connect, timeouts.handshake, self.uuid, self.where
+        )
+        adapter = tls_transport.TLSAdapter(
+            address, context, self.uuid, self.where, timeouts.request,
+            connect_timeout=timeouts.connect, handshake_timeout=timeouts.handshake, first=tls_sock,
+        )
+        client = DockerClient(adapter, self.where, timeouts.request)
         try:
             return client.negotiate()
         except BaseException:

@@ -1,0 +1,122 @@
+"""The three TLS secrets of a VM in TLS mode, as in the original xscontainer.
+
+VM other-config names them by uuid:
+
+  xscontainer-tls-client-cert   the client certificate dom0 presents (PEM)
+  xscontainer-tls-client-key    its private key (PEM)
+  xscontainer-tls-ca-cert       the CA the VM's server certificate must chain to (PEM)
+
+Clones and snapshots copy other-config, so several VMs may name the same
+secrets: a secret is destroyed only when no VM record (templates and
+snapshots included) names it any more. Replacing a VM's set creates and links
+the new secrets first and only then destroys the old ones nobody else uses, so a
+failure half way never leaves the VM without a usable set.
+"""
+
+import logging
+from typing import Dict, Iterable, List, Mapping, Optional
+
+from xscontainer import errors
+from xscontainer.transport.tls import Material
+from xscontainer.xapi import Xapi
+
+log = logging.getLogger(__name__)
+
+CLIENT_CERT_KEY = "xscontainer-tls-client-cert"
+CLIENT_KEY_KEY = "xscontainer-tls-client-key"
+CA_CERT_KEY = "xscontainer-tls-ca-cert"
+KEYS = (CLIENT_CERT_KEY, CLIENT_KEY_KEY, CA_CERT_KEY)
+_GONE = ("UUID_INVALID", "HANDLE_INVALID")
+
+
+def secret_uuids(other_config: Mapping[str, str]) -> Dict[str, str]:
+    """The TLS secret uuids a VM's other-config names (key -> uuid), present ones only."""
+    return {k: other_config[k].strip() for k in KEYS if (other_config.get(k) or "").strip()}
+
+
+def load(xapi: Xapi, vm_uuid: str, other_config: Mapping[str, str], where: str) -> Material:
+    """The VM's client certificate, key and CA; TLSConfigMissing if any is missing."""
+    uuids = secret_uuids(other_config)
+    missing = [k for k in KEYS if k not in uuids]
+    hint = ("Store them with 'xscontainer-prepare-vm -v %s --mode tls --generate-certs' (or "
+            "--client-cert/--client-key/--ca-cert)." % vm_uuid)
+    if missing:
+        raise errors.TLSConfigMissing(
+            "%s is in TLS mode but its other-config lacks %s. %s"
+            % (where, ", ".join(missing), hint), vm_uuid)
+    values = {}
+    for key, secret_uuid in uuids.items():
+        try:
+            values[key] = xapi.secret_value(secret_uuid)
+        except errors.XAPIError as exc:
+            if exc.xapi_code not in _GONE:
+                raise
+            raise errors.TLSConfigMissing(
+                "The secret %s that %s names in other-config %s no longer exists. %s"
+                % (secret_uuid, where, key, hint), vm_uuid) from exc
+    return Material(values[CLIENT_CERT_KEY], values[CLIENT_KEY_KEY], values[CA_CERT_KEY])
+
+
+def references(xapi: Xapi, secret_uuid: str) -> List[str]:
+    """Refs of the VM records (templates and snapshots included) that name the secret."""
+    records = xapi.call("VM.get_all_records")
+    return [ref for ref, record in records.items()
+            if secret_uuid in secret_uuids(record.get("other_config") or {}).values()]
+
+
+def destroy_unreferenced(xapi: Xapi, secret_uuids_: Iterable[str]) -> List[str]:
+    """Destroy each of the secrets that no VM names any more; returns those destroyed.
+
+    For xscontainer-prepare-vm (a replaced set) and the monitor (a destroyed VM).
+    """
+    destroyed = []
+    for secret_uuid in sorted(set(secret_uuids_)):
+        users = references(xapi, secret_uuid)
+        if users:
+            log.info("keeping TLS secret %s: %d VM record(s) still use it", secret_uuid,
+                     len(users))
+            continue
+        xapi.destroy_secret(secret_uuid)
+        log.info("destroyed TLS secret %s (no VM uses it)", secret_uuid)
+        destroyed.append(secret_uuid)
+    return destroyed
+
+
+def store(xapi: Xapi, vm_ref: str, material: Material) -> None:
+    """Give the VM a new set of secrets; old ones no other VM uses are destroyed."""
+    old = secret_uuids(xapi.vm_other_config(vm_ref))
+    new: Dict[str, str] = {}
+    values = dict(zip(KEYS, (material.client_cert, material.client_key, material.ca_cert)))
+    try:
+        for key in KEYS:
+            new[key] = xapi.create_secret(values[key])
+        for key in KEYS:
+            xapi.set_vm_other_config(vm_ref, key, new[key])
+    except BaseException:
+        _roll_back(xapi, vm_ref, old, new)
+        raise
+    log.info("stored new TLS secrets for VM %s", xapi.call("VM.get_uuid", vm_ref))
+    destroy_unreferenced(xapi, old.values())
+
+
+def forget(xapi: Xapi, vm_ref: str) -> None:
+    """Unlink the VM's TLS secrets (e.g. it went back to SSH mode); destroy unused ones."""
+    old = secret_uuids(xapi.vm_other_config(vm_ref))
+    for key in old:
+        xapi.remove_vm_other_config(vm_ref, key)
+    destroy_unreferenced(xapi, old.values())
+
+
+def _roll_back(xapi: Xapi, vm_ref: str, old: Mapping[str, str], new: Mapping[str, str]) -> None:
+    """Best effort: point the VM at its old secrets again and destroy the new ones."""
+    try:
+        for key in KEYS:
+            previous: Optional[str] = old.get(key)
+            if previous:
+                xapi.set_vm_other_config(vm_ref, key, previous)
+            else:
+                xapi.remove_vm_other_config(vm_ref, key)
+        for secret_uuid in new.values():
+            xapi.destroy_secret(secret_uuid)
+    except Exception as exc:  # the original failure matters more; log this one
+        log.warning("could not roll back the TLS secrets of a VM: %s", exc)
