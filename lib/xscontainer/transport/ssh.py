@@ -118,6 +118,68 @@ class SSHSession:
 
         The caller pins `session.server_key_b64` when there was no pin yet.
         """
+        session = cls._handshake(sock, address, username, pinned_key_b64, vm_uuid, timeouts)
+        try:
+            try:
+                session.transport.auth_publickey(username, pkey)
+            except paramiko.AuthenticationException as exc:
+                raise errors.SSHAuthFailed(
+                    "The VM refused the pool's SSH key for user '%s' at %s. Install the key with "
+                    "'xscontainer-prepare-vm -v %s -u %s', or set other-config "
+                    "xscontainer-username to the right user." % (username, address, vm_uuid,
+                                                                   username),
+                    vm_uuid,
+                ) from exc
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise errors.SSHError(
+                    "SSH authentication with %s failed: %s" % (address, _text(exc))
+                ) from exc
+            session.transport.set_keepalive(KEEPALIVE_SECONDS)
+            return session
+        except BaseException:
+            session.close()
+            raise
+
+    @classmethod
+    def open_with_password(cls, sock: socket.socket, address: str, username: str, password: str,
+                           pinned_key_b64: Optional[str], vm_uuid: str,
+                           timeouts: Optional[Timeouts] = None) -> "SSHSession":
+        """As `open`, authenticating with the user's password (keyboard-interactive
+        as a fallback, for sshd set up for PAM prompts). For xscontainer-prepare-vm."""
+        session = cls._handshake(sock, address, username, pinned_key_b64, vm_uuid, timeouts)
+        try:
+            try:
+                session.transport.auth_password(username, password, fallback=True)
+            except paramiko.BadAuthenticationType as exc:
+                raise errors.SSHAuthFailed(
+                    "The SSH server of the VM at %s does not accept passwords (it allows: %s). "
+                    "Allow password logins for a moment (PasswordAuthentication yes in the VM's "
+                    "sshd_config), or add the pool's public key to ~%s/.ssh/authorized_keys "
+                    "yourself." % (address, ", ".join(exc.allowed_types) or "nothing", username),
+                    vm_uuid,
+                ) from exc
+            except paramiko.AuthenticationException as exc:
+                raise errors.SSHAuthFailed(
+                    "The VM at %s refused the password for user '%s'. Check the user name and "
+                    "the password, and that the account may log in over SSH." % (address,
+                                                                                   username),
+                    vm_uuid,
+                ) from exc
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise errors.SSHError(
+                    "SSH authentication with %s failed: %s" % (address, _text(exc))
+                ) from exc
+            session.transport.set_keepalive(KEEPALIVE_SECONDS)
+            return session
+        except BaseException:
+            session.close()
+            raise
+
+    @classmethod
+    def _handshake(cls, sock: socket.socket, address: str, username: str,
+                   pinned_key_b64: Optional[str], vm_uuid: str,
+                   timeouts: Optional[Timeouts]) -> "SSHSession":
+        """Key exchange on `sock`; the host key checked against the pin (if any)."""
         timeouts = timeouts or Timeouts()
         transport = paramiko.Transport(sock)
         transport.banner_timeout = timeouts.handshake
@@ -138,21 +200,6 @@ class SSHSession:
                 ) from exc
             if pinned_key_b64 and session.server_key_b64 != pinned_key_b64:
                 raise errors.SSHHostKeyMismatch.for_vm(vm_uuid, address)
-            try:
-                transport.auth_publickey(username, pkey)
-            except paramiko.AuthenticationException as exc:
-                raise errors.SSHAuthFailed(
-                    "The VM refused the pool's SSH key for user '%s' at %s. Install the key with "
-                    "'xscontainer-prepare-vm -v %s -u %s', or set other-config "
-                    "xscontainer-username to the right user." % (username, address, vm_uuid,
-                                                                   username),
-                    vm_uuid,
-                ) from exc
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise errors.SSHError(
-                    "SSH authentication with %s failed: %s" % (address, _text(exc))
-                ) from exc
-            transport.set_keepalive(KEEPALIVE_SECONDS)
             return session
         except BaseException:
             session.close()
