@@ -191,8 +191,8 @@ def _docker_checks(chain: _Chain, guest: Guest, session: ssh_transport.SSHSessio
     sock = ssh_transport.DOCKER_SOCKET
     if facts.get("socket") != ["yes"]:
         chain.fail("the Docker socket %s exists" % sock,
-                   "it does not. Install Docker in the VM and start it "
-                   "(e.g. systemctl enable --now docker).")
+                   "it does not: Docker is not running in the VM (or not installed). "
+                   "Start it (e.g. systemctl enable --now docker), or install it.")
         return
     chain.check("the Docker socket %s exists" % sock, lambda: None)
     if facts.get("access") != ["yes"]:

@@ -338,7 +338,7 @@ def test_dockerd_stopped(lab, vm1, restore_service):
     assert "Docker" in details[1]
     report = call(lab, vm1.host, "diagnose", vmuuid=vm1.uuid)
     assert "[FAIL] the Docker socket /var/run/docker.sock exists" in report
-    assert "Install Docker" in report
+    assert "Docker is not running in the VM" in report
 
 
 def test_changed_host_key_is_refused_until_reset(lab, vm1, name):
