@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List
 
 import pytest
-import xmltodict
 import XenAPI
+import xmltodict
 
 IMAGE = "xsc-test/busybox"
 
@@ -169,9 +169,9 @@ def test_labels_with_hostile_keys_and_published_ports(lab, vm1, name):
         assert len(entries) == len(api.containers(all=True))
         mine = [e for e in entries if e["names"] == name]
         assert len(mine) == 1 and mine[0]["status"] == "Up"
-        ports = xmltodict.parse(published)["docker_ps"]["item"]
-        ports = [i["entry"]["ports"] for i in (ports if isinstance(ports, list) else [ports])
-                 if i["entry"]["names"] == name][0]["item"]
+        items = xmltodict.parse(published)["docker_ps"]["item"]
+        items = items if isinstance(items, list) else [items]
+        ports = next(i["entry"]["ports"] for i in items if i["entry"]["names"] == name)["item"]
         ports = ports if isinstance(ports, list) else [ports]
         assert {"PrivatePort": "80", "PublicPort": "18080", "Type": "tcp"}.items() <= \
             ports[0].items()
@@ -243,7 +243,8 @@ def test_unknown_container(lab, vm1):
     assert "NoSuchThing" in details[1]
 
 
-@pytest.mark.parametrize("bad", ["bad name", "../../containers/x", "web\n", "-rf", "a;b", "x" * 300])
+@pytest.mark.parametrize(
+    "bad", ["bad name", "../../containers/x", "web\n", "-rf", "a;b", "x" * 300])
 def test_invalid_container_refused_before_any_connection(lab, vm1, bad, restore_service):
     # with sshd down, anything that tried to connect would fail differently
     lab.service(vm1.name, "sshd", "stop")
