@@ -81,6 +81,12 @@ FUNCTIONS: Dict[str, Tuple[Tuple[str, ...], Handler]] = {
     "register": (("vmuuid",), register),
     "deregister": (("vmuuid",), deregister),
     "diagnose": (("vmuuid",), _lazy("containers", "diagnose")),
+    "get_config_drive_default": (
+        ("templateuuid",), _lazy("configdrive", "get_config_drive_default")),
+    "create_config_drive": (
+        ("vmuuid", "sruuid", "configuration"), _lazy("configdrive", "create_config_drive")),
+    "get_config_drive_configuration": (
+        ("vdiuuid",), _lazy("configdrive", "get_config_drive_configuration")),
 }
 
 
