@@ -93,6 +93,17 @@ FUNCTIONS: Dict[str, Tuple[Tuple[str, ...], Handler]] = {
 # -- forwarding -------------------------------------------------------------------
 
 
+def _lookup(xapi: Xapi, method: str, *args: str) -> Optional[str]:
+    """`method(*args)`, or None when XAPI does not know the object (the handler
+    then reports it properly); unreachable XAPI raises XAPIError."""
+    try:
+        return str(xapi.call(method, *args))
+    except errors.XAPIError as exc:
+        if exc.xapi_code in ("UUID_INVALID", "HANDLE_INVALID"):
+            return None
+        raise
+
+
 def owner_host(xapi: Xapi, args: Dict[str, str]) -> Optional[str]:
     """The host that must run this call, or None to run it here.
 
@@ -101,28 +112,21 @@ def owner_host(xapi: Xapi, args: Dict[str, str]) -> Optional[str]:
     """
     vm_uuid = args.get("vmuuid")
     if vm_uuid:
-        try:
-            resident = xapi.api.VM.get_resident_on(xapi.api.VM.get_by_uuid(vm_uuid))
-        except XenAPI.Failure:
-            resident = NULL_REF  # unknown VM: the handler reports it
+        vm = _lookup(xapi, "VM.get_by_uuid", vm_uuid)
+        resident = _lookup(xapi, "VM.get_resident_on", vm) if vm else None
         if resident and resident != NULL_REF:
-            return str(resident)
+            return resident
     sr = None
     if args.get("vdiuuid"):
-        try:
-            sr = xapi.api.VDI.get_SR(xapi.api.VDI.get_by_uuid(args["vdiuuid"]))
-        except XenAPI.Failure:
-            return None
+        vdi = _lookup(xapi, "VDI.get_by_uuid", args["vdiuuid"])
+        sr = _lookup(xapi, "VDI.get_SR", vdi) if vdi else None
     elif args.get("sruuid"):
-        try:
-            sr = xapi.api.SR.get_by_uuid(args["sruuid"])
-        except XenAPI.Failure:
-            return None
+        sr = _lookup(xapi, "SR.get_by_uuid", args["sruuid"])
     if sr is None:
         return None
     hosts: List[str] = []
-    for pbd in xapi.api.SR.get_PBDs(sr):
-        record = xapi.api.PBD.get_record(pbd)
+    for pbd in xapi.call("SR.get_PBDs", sr):
+        record = xapi.call("PBD.get_record", pbd)
         if record.get("currently_attached"):
             hosts.append(record["host"])
     if not hosts or xapi.this_host() in hosts:
