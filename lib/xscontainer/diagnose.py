@@ -28,13 +28,16 @@ _PROBE = (
 
 
 class Step:
-    def __init__(self, title: str, ok: Optional[bool], detail: str = "") -> None:
+    def __init__(self, title: str, ok: Optional[bool], detail: str = "",
+                 warning: bool = False) -> None:
         self.title = title
         self.ok = ok  # None: not checked because an earlier step failed
         self.detail = detail
+        self.warning = warning  # passed, but needs attention soon (e.g. a certificate expires)
 
     def line(self) -> str:
-        mark = {True: " OK ", False: "FAIL", None: "SKIP"}[self.ok]
+        mark = "WARN" if self.ok and self.warning else {True: " OK ", False: "FAIL",
+                                                        None: "SKIP"}[self.ok]
         text = "  [%s] %s" % (mark, self.title)
         if self.detail:
             text += ": " + self.detail
@@ -123,6 +126,10 @@ def diagnose(guest: Guest, timeouts: Optional[ssh_transport.Timeouts] = None) ->
     finally:
         if guest.other_config.get("xscontainer-mode", "ssh") != "tls":
             chain.skip_rest(_ssh_plan(guest.username))
+        else:
+            from xscontainer import diagnose_tls  # noqa: PLC0415 (TLS guests only)
+
+            chain.skip_rest(diagnose_tls.PLAN)
     return report
 
 
@@ -130,7 +137,9 @@ def _diagnose(guest: Guest, chain: _Chain, timeouts: ssh_transport.Timeouts) -> 
     chain.check("the VM is running", guest.require_running)
     mode = chain.check("its container management mode is known", lambda: guest.mode, str)
     if mode == "tls":
-        chain.fail("TLS mode", "this build of xscontainer cannot diagnose TLS guests yet")
+        from xscontainer import diagnose_tls  # noqa: PLC0415 (TLS guests only)
+
+        diagnose_tls.checks(chain, guest, timeouts)
         return
     addresses = chain.check("the guest tools report an IPv4 address", guest.addresses,
                             ", ".join)

@@ -249,6 +249,40 @@ def peer_certificate_der(tls_sock: ssl.SSLSocket) -> bytes:
     return tls_sock.getpeercert(binary_form=True) or b""
 
 
+def ping(tls_sock: ssl.SSLSocket, address: str, timeout: float, vm_uuid: str,
+         where: str) -> str:
+    """GET /_ping on a fresh TLS connection; its HTTP status line.
+
+    With TLS 1.3 the server judges our certificate after the handshake, so only
+    a first exchange of data tells whether it accepted it. Closes the socket.
+    """
+    try:
+        tls_sock.settimeout(timeout)
+        tls_sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        data = b""
+        while b"\r\n" not in data and len(data) < 4096:
+            chunk = tls_sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout as exc:
+        raise errors.Timeout("Docker in %s at %s did not answer within %gs over TLS."
+                             % (where, address, timeout)) from exc
+    except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+        classified = classify(exc, address, vm_uuid, where)
+        if classified is not None:
+            raise classified from exc
+        raise errors.TLSError("Docker in %s at %s closed the TLS connection: %s"
+                              % (where, address, _short(exc)), vm_uuid, address) from exc
+    finally:
+        tls_sock.close()
+    status = data.split(b"\r\n", 1)[0].decode("latin-1").strip()
+    if not status.startswith("HTTP/"):
+        raise errors.TLSError("The TLS service at %s port %d in %s did not answer like Docker "
+                              "(%r)." % (address, PORT, where, status[:80]), vm_uuid, address)
+    return status
+
+
 # -- the Docker SDK over TLS connections ----------------------------------------------
 
 
