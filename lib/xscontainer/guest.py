@@ -159,6 +159,10 @@ class Guest:
                 raise
         return session
 
+    def pin_host_key(self, key_b64: str) -> None:
+        """Record the guest's SSH host key (xscontainer-prepare-vm pins at its first login)."""
+        self._pin_host_key(key_b64)
+
     def _pin_host_key(self, key_b64: str) -> None:
         try:
             self.xapi.api.VM.add_to_other_config(self.ref, HOSTKEY_KEY, key_b64)

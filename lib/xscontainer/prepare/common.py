@@ -1,0 +1,76 @@
+"""Steps both modes of xscontainer-prepare-vm share: find the VM, verify, register."""
+
+import copy
+import logging
+from typing import Optional
+
+from xscontainer import diagnose as diagnose_mod
+from xscontainer.guest import Guest
+from xscontainer.prepare.console import Console
+from xscontainer.transport.ssh import Timeouts
+from xscontainer.xapi import Xapi
+
+log = logging.getLogger(__name__)
+
+MONITOR_KEY = "xscontainer-monitor"  # as the plugin's register sets it
+# prepare-vm talks to one guest, interactively: more patience than the plugin
+TIMEOUTS = Timeouts(connect=5.0, handshake=15.0, auth=30.0, request=60.0)
+
+
+class NotWorking(Exception):
+    """The preparation was done, but the check of the whole chain failed."""
+
+
+def running_guest(xapi: Xapi, vm_uuid: str) -> Guest:
+    guest = Guest.load(xapi, vm_uuid)
+    guest.require_running()
+    return guest
+
+
+def reload(guest: Guest) -> Guest:
+    return Guest.load(guest.xapi, guest.uuid)
+
+
+def with_settings(guest: Guest, **other_config: str) -> Guest:
+    """The same VM as if its other-config also had these keys (nothing is written):
+    to check a configuration before storing it."""
+    record = copy.deepcopy(guest.record)
+    merged = dict(record.get("other_config") or {})
+    merged.update(other_config)
+    record["other_config"] = merged
+    return Guest(guest.xapi, guest.uuid, guest.ref, record)
+
+
+def ensure(xapi: Xapi, vm_ref: str, key: str, value: str) -> bool:
+    """Set one other-config key unless it already has the value; whether it changed.
+
+    Rerunning prepare-vm on a prepared VM thus writes nothing (no events that
+    would make the monitor reconnect for no reason)."""
+    if xapi.vm_other_config(vm_ref).get(key) == value:
+        return False
+    xapi.set_vm_other_config(vm_ref, key, value)
+    log.info("set other-config %s of VM ref %s", key, vm_ref[-8:])
+    return True
+
+
+def verify(console: Console, guest: Guest) -> diagnose_mod.Report:
+    """Walk the chain to Docker as the plugin and the monitor will; print the report."""
+    console.say("Checking that container management works for the VM:")
+    report = diagnose_mod.diagnose(guest, TIMEOUTS)
+    console.say(report.text())
+    failure = report.failure
+    if failure is not None:
+        raise NotWorking("Container management does not work yet for %s: %s: %s"
+                         % (guest.where, failure.title, failure.detail or "failed"))
+    return report
+
+
+def register(console: Console, guest: Guest) -> None:
+    changed = ensure(guest.xapi, guest.ref, MONITOR_KEY, "True")
+    console.say("The VM is registered for container monitoring%s." % (
+        "" if changed else " (it already was)"))
+
+
+def other_config_value(guest: Guest, key: str) -> Optional[str]:
+    value = guest.other_config.get(key, "").strip()
+    return value or None
