@@ -769,15 +769,17 @@ class Lab:
 
     def dom0_popen(self, host_uuid: str, argv: Sequence[str], **kw: Any) -> "subprocess.Popen[Any]":
         """Start `argv` as a process in the dom0 of `host_uuid` (e.g. the monitor)."""
-        return subprocess.Popen(list(argv), env=self.dom0_env(host_uuid), **kw)
+        env = self.dom0_env(host_uuid)
+        return subprocess.Popen(labenv.dom0_argv(argv, env), env=env, **kw)
 
     def dom0_run(
         self, host_uuid: str, argv: Sequence[str], input: Optional[str] = None, timeout: float = 60
     ) -> "subprocess.CompletedProcess[str]":
         """Run `argv` in the dom0 of `host_uuid`; output captured as text, not checked."""
+        env = self.dom0_env(host_uuid)
         return subprocess.run(
-            list(argv),
-            env=self.dom0_env(host_uuid),
+            labenv.dom0_argv(argv, env),
+            env=env,
             input=input,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

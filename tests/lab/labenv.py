@@ -16,17 +16,22 @@ Switches (environment):
 * XSC_LAB_PYTHON_BIN: folder holding the python3 that dom0 processes run on
   (default: the folder of the interpreter running this code, e.g. .venv/bin)
 * XSC_LAB_INSTALL_ROOT: run the product from an installed tree (a scratch root
-  the RPM was installed into) instead of the source tree.
+  the RPM was installed into) instead of the source tree. Its executables start
+  with `#!/usr/bin/python3`, dom0's interpreter (the RPM rewrites the shebangs):
+  `dom0_argv` runs them on the lab's dom0 interpreter instead.
 """
 
 import glob
 import os
+import shutil
 import sys
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence
 
 LAB_CODE_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(LAB_CODE_DIR))
 STUBS_DIR = os.path.join(LAB_CODE_DIR, "stubs")
+# dom0's Python, as installed executables name it in their shebang
+DOM0_PYTHON = "/usr/bin/python3"
 
 
 def lab_dir() -> str:
@@ -77,6 +82,26 @@ def tree() -> Tree:
         + glob.glob(os.path.join(root, "usr/local/lib/python3*/site-packages"))
     )
     return Tree(os.path.join(root, "etc/xapi.d/plugins"), sitelibs, os.path.join(root, "usr/bin"))
+
+
+def dom0_argv(argv: Sequence[str], env: Mapping[str, str]) -> List[str]:
+    """The command line that runs `argv` in a lab dom0 with environment `env`.
+
+    An executable whose shebang is dom0's interpreter (`#!/usr/bin/python3 [flag]`,
+    as the RPM installs them) runs on the lab's dom0 interpreter
+    (python_bin_dir()/python3) with the same flag; anything else runs as it is
+    (`#!/usr/bin/env python3` already finds that interpreter on PATH).
+    """
+    argv = list(argv)
+    path = argv[0] if os.sep in argv[0] else shutil.which(argv[0], path=env.get("PATH"))
+    try:
+        with open(path or "", "rb") as f:
+            first = f.readline(256).decode("utf-8", "replace").split()
+    except OSError:
+        return argv
+    if first[:1] != ["#!" + DOM0_PYTHON]:
+        return argv
+    return [os.path.join(python_bin_dir(), "python3"), *first[1:], path or argv[0], *argv[1:]]
 
 
 def host_dir(host_uuid: str) -> str:

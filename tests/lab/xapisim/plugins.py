@@ -2,7 +2,8 @@
 
 * the file must be directly in the plugins folder, else XENAPI_MISSING_PLUGIN;
 * the file itself is executed (its shebang) with one argument, the XML-RPC
-  methodCall `fn(session_ref, args)`, in the dom0 environment of the host;
+  methodCall `fn(session_ref, args)`, in the dom0 environment of the host
+  (a `#!/usr/bin/python3` shebang means the lab's dom0 interpreter: labenv.dom0_argv);
 * exit status: killed by a signal -> XENAPI_PLUGIN_FAILURE ["signal: SIGx",
   stdout, stderr]; non-zero -> ["non-zero exit", stdout, stderr];
 * stdout is one methodResponse: {Status: Success, Value: <string>} gives the
@@ -96,11 +97,12 @@ def run(plugins_dir: str, host_uuid: str, session: str, *, plugin: str, fn: str,
     if not present:
         raise ApiError("XENAPI_MISSING_PLUGIN", plugin)
     request = xmlrpc.client.dumps((session, args), fn)
+    env = labenv.dom0_env(host_uuid)
     try:
         proc = subprocess.Popen(
-            [os.path.join(plugins_dir, plugin), request],
+            labenv.dom0_argv([os.path.join(plugins_dir, plugin), request], env),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=labenv.dom0_env(host_uuid), cwd="/", start_new_session=True,
+            env=env, cwd="/", start_new_session=True,
         )
     except OSError as e:  # not executable, bad interpreter: exec fails in xapi's child
         raise _failure("non-zero exit", "", str(e)) from None
