@@ -42,11 +42,15 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         response.close()
         return response
 
-    # requests >= 2.32.2 asks for this instead of get_connection; our pools
-    # do their own connecting, so TLS context and proxies do not apply here.
+    # requests >= 2.32.2 asks for this instead of get_connection. Transports
+    # that connect their own pools (ssh, tls) override get_connection; for them
+    # requests' TLS context and proxies do not apply.
     def get_connection_with_tls_context(self, request: Any, verify: Any, proxies: Any = None,
                                         cert: Any = None) -> Any:
-        return self.get_connection(request.url, proxies)
+        if type(self).get_connection is not requests.adapters.HTTPAdapter.get_connection:
+            return self.get_connection(request.url, proxies)
+        return requests.adapters.HTTPAdapter.get_connection_with_tls_context(
+            self, request, verify, proxies, cert)
 
     def request_url(self, request: Any, proxies: Any) -> str:
         return str(request.path_url)
