@@ -65,6 +65,28 @@ class UnixTransport(xmlrpc.client.Transport):
         return conn
 
 
+class _Guarded:
+    """XenAPI's method dispatcher, with transport failures (socket errors,
+    HTTP errors, XML-RPC faults such as an expired reused session) turned into
+    XAPIError. XenAPI.Failure passes through for callers that look at its code."""
+
+    def __init__(self, target: Any, name: str = "") -> None:
+        self._target = target
+        self._name = name
+
+    def __getattr__(self, name: str) -> "_Guarded":
+        return _Guarded(getattr(self._target, name), self._name + "." + name if self._name
+                        else name)
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self._target(*args)
+        except XenAPI.Failure:
+            raise
+        except (OSError, http.client.HTTPException, xmlrpc.client.Error) as exc:
+            raise errors.XAPIError.from_failure(exc, self._name) from exc
+
+
 def _new_session(timeout: float) -> Any:
     path = paths.xapi_socket()
     # The host part is unused by UnixTransport; XenAPI only needs a parsable URL.
@@ -152,7 +174,9 @@ class Xapi:
 
     @property
     def api(self) -> Any:
-        return self.session.xenapi
+        """`xapi.api.VM.get_record(ref)` etc.: raises XenAPI.Failure for XAPI
+        errors and XAPIError when XAPI cannot be reached."""
+        return _Guarded(self.session.xenapi)
 
     def call(self, method: str, *args: Any) -> Any:
         """Call `Class.method` with args; XAPI and transport errors become XAPIError."""
@@ -184,8 +208,6 @@ class Xapi:
                     vm_uuid,
                 ) from exc
             raise errors.XAPIError.from_failure(exc, "VM.get_by_uuid") from exc
-        except (OSError, xmlrpc.client.Error) as exc:
-            raise errors.XAPIError.from_failure(exc, "VM.get_by_uuid") from exc
 
     def vm_record(self, vm_ref: str) -> Dict[str, Any]:
         return cast(Dict[str, Any], self.call("VM.get_record", vm_ref))
@@ -204,8 +226,6 @@ class Xapi:
                 # someone else re-added the key between our remove and add: redo
                 if _code(exc) != "MAP_DUPLICATE_KEY":
                     raise errors.XAPIError.from_failure(exc, cls + ".add_to_other_config") from exc
-            except (OSError, xmlrpc.client.Error) as exc:
-                raise errors.XAPIError.from_failure(exc, cls + ".add_to_other_config") from exc
         raise errors.XAPIError(
             "Could not set other-config key %s: it kept being re-added concurrently." % key
         )

@@ -27,6 +27,8 @@ from guest import keys, procs, rig
 LAB = os.path.join(labenv.LAB_CODE_DIR, "lab")
 IMAGE = "xsc-test/busybox:latest"
 PW_USER = "xscpwtest"
+# the session lab's first guest number (the fixture's XSC_TEST_FIRST)
+FIRST = int(os.environ.get("XSC_TEST_FIRST", "1"))
 
 
 def lab_cmd(
@@ -131,8 +133,8 @@ def test_lab_json_describes_the_lab(lab: labctl.Lab) -> None:
     assert len(lab.hosts) == int(os.environ.get("XSC_TEST_HOSTS", "2"))
     for n, vm in enumerate(lab.vms):
         assert vm.host == lab.hosts[n % len(lab.hosts)].uuid  # round-robin
-        assert vm.name == vm.netns == "xsc-vm%d" % (n + 1)
-        assert vm.ip == "10.200.%d.2" % (n + 1)
+        assert vm.name == vm.netns == "xsc-vm%d" % (FIRST + n)
+        assert vm.ip == "10.200.%d.2" % (FIRST + n)
         assert Path(vm.docker_socket).is_socket()
         for path in [vm.ssh_host_key, *vm.tls.values()]:
             assert Path(path).is_file(), path
@@ -160,9 +162,9 @@ def test_up_refuses_while_a_lab_is_up(lab: labctl.Lab) -> None:
 
 def test_up_refuses_names_another_lab_uses(lab: labctl.Lab, tmp_path: Path) -> None:
     other = dict(os.environ, XSC_LAB_DIR=str(tmp_path / "lab"))
-    clash = lab_cmd("up", "--vms", "1", "--hosts", "1", env=other)
+    clash = lab_cmd("up", "--vms", "1", "--hosts", "1", "--first", str(FIRST), env=other)
     assert clash.returncode != 0
-    assert "network namespace xsc-vm1 exists" in clash.stderr
+    assert "network namespace %s exists" % lab.vms[0].name in clash.stderr
     assert lab_cmd("status").returncode == 0  # the running lab was not touched
 
 
@@ -514,6 +516,7 @@ def test_down_leaves_nothing(lab: labctl.Lab, monkeypatch: pytest.MonkeyPatch) -
     with what makes teardown hard, half-crashed, then taken down: nothing of it
     may be left, and the session's lab must be untouched."""
     lab_dir = "/tmp/xsc-lab-down-%d" % os.getpid()
+    session_lab_dir = labenv.lab_dir()
     env = dict(os.environ, XSC_LAB_DIR=lab_dir)
     first = labctl.MAX_GUEST - 1
     assert all(int(vm.name[len("xsc-vm") :]) < first for vm in lab.vms)
@@ -559,7 +562,7 @@ def test_down_leaves_nothing(lab: labctl.Lab, monkeypatch: pytest.MonkeyPatch) -
     finally:
         lab_cmd("down", env=env)
         shutil.rmtree(lab_dir, ignore_errors=True)
-    monkeypatch.delenv("XSC_LAB_DIR")
+    monkeypatch.setenv("XSC_LAB_DIR", session_lab_dir)
     assert lab_cmd("status").returncode == 0  # the session's lab is untouched
     for vm in lab.vms:
         assert banner(vm.ip).startswith(b"SSH-")
