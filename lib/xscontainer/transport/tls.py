@@ -160,7 +160,7 @@ def ssl_error_in(exc: BaseException) -> Optional[BaseException]:
 
 def classify(exc: BaseException, address: str, vm_uuid: str,
              where: str) -> Optional[errors.TLSError]:
-    """Our error for a TLS failure talking to `address`, or None if `exc` is not one."""
+    """Our error for a TLS failure of a known kind talking to `address`, else None."""
     if isinstance(exc, errors.TLSError):
         return exc
     root = ssl_error_in(exc)
@@ -196,10 +196,7 @@ def classify(exc: BaseException, address: str, vm_uuid: str,
             "xscontainer needs TLS 1.2 with ECDHE and AES-GCM or ChaCha20, or TLS 1.3; update "
             "Docker in the VM, and check that port %d serves Docker's TLS endpoint."
             % (where, address, _short(root), PORT), vm_uuid, address)
-    return errors.TLSError(
-        "TLS with Docker in %s at %s failed: %s. Check Docker's TLS configuration in the VM "
-        "(daemon.json tlsverify, tlscacert, tlscert, tlskey)." % (where, address, _short(root)),
-        vm_uuid, address)
+    return None
 
 
 def _short(exc: BaseException) -> str:
@@ -233,7 +230,8 @@ def handshake(sock: socket.socket, address: str, context: ssl.SSLContext, timeou
             raise classified from exc
         raise errors.TLSError(
             "The TLS handshake with Docker in %s at %s failed: %s. Check that Docker runs "
-            "and serves TLS on port %d." % (where, address, _short(exc), PORT),
+            "and serves TLS on port %d, and its TLS configuration in the VM (daemon.json "
+            "tlsverify, tlscacert, tlscert, tlskey)." % (where, address, _short(exc), PORT),
             vm_uuid, address) from exc
     return tls_sock
 
@@ -272,8 +270,11 @@ def ping(tls_sock: ssl.SSLSocket, address: str, timeout: float, vm_uuid: str,
         classified = classify(exc, address, vm_uuid, where)
         if classified is not None:
             raise classified from exc
-        raise errors.TLSError("Docker in %s at %s closed the TLS connection: %s"
-                              % (where, address, _short(exc)), vm_uuid, address) from exc
+        raise errors.TLSError(
+            "Docker in %s at %s closed the TLS connection before answering (%s): it may have "
+            "refused xscontainer's client certificate. Check that Docker in the VM trusts the "
+            "CA stored for it (daemon.json tlscacert), or %s."
+            % (where, address, _short(exc), _rerun_hint(vm_uuid)), vm_uuid, address) from exc
     finally:
         tls_sock.close()
     status = data.split(b"\r\n", 1)[0].decode("latin-1").strip()
@@ -290,7 +291,7 @@ class _TLSConnection(urllib3.connection.HTTPConnection):
     """An HTTP connection whose socket is a TLS connection made with our context."""
 
     def __init__(self, pool: "_TLSPool", first: Optional[ssl.SSLSocket]) -> None:
-        urllib3.connection.HTTPConnection.__init__(self, pool.address, PORT,
+        urllib3.connection.HTTPConnection.__init__(self, pool.address, pool.tls_port,
                                                    timeout=pool.io_timeout)
         self._pool = pool
         self._first = first
@@ -302,12 +303,14 @@ class _TLSConnection(urllib3.connection.HTTPConnection):
             return
         pool = self._pool
         try:
-            raw = socket.create_connection((pool.address, PORT), timeout=pool.connect_timeout)
+            raw = socket.create_connection((pool.address, pool.tls_port),
+                                           timeout=pool.connect_timeout)
         except OSError as exc:
             raise errors.GuestUnreachable(
                 "Cannot connect to Docker's TLS port %d in %s at %s: %s. Check that Docker "
                 "runs and that the VM's firewall allows the port."
-                % (PORT, pool.where, pool.address, exc.strerror or exc), pool.vm_uuid) from exc
+                % (pool.tls_port, pool.where, pool.address, exc.strerror or exc),
+                pool.vm_uuid) from exc
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls_sock = handshake(raw, pool.address, pool.context, pool.handshake_timeout,
                              pool.vm_uuid, pool.where)
@@ -322,13 +325,14 @@ class _TLSPool(urllib3.connectionpool.HTTPConnectionPool):
 
     def __init__(self, address: str, context: ssl.SSLContext, vm_uuid: str, where: str,
                  timeout: float, connect_timeout: float, handshake_timeout: float,
-                 maxsize: int, first: Optional[ssl.SSLSocket]) -> None:
+                 maxsize: int, first: Optional[ssl.SSLSocket], port: int = PORT) -> None:
         urllib3.connectionpool.HTTPConnectionPool.__init__(
-            self, address, PORT, timeout=timeout, maxsize=maxsize)
+            self, address, port, timeout=timeout, maxsize=maxsize)
         self.address = address
         self.context = context
         self.vm_uuid = vm_uuid
         self.where = where
+        self.tls_port = port
         self.io_timeout = timeout  # the pool's own `timeout` is a urllib3 Timeout object
         self.connect_timeout = connect_timeout
         self.handshake_timeout = handshake_timeout
@@ -351,13 +355,14 @@ class TLSAdapter(BoundedAdapter):
     def __init__(self, address: str, context: ssl.SSLContext, vm_uuid: str, where: str,
                  timeout: float, connect_timeout: float = 5.0, handshake_timeout: float = 10.0,
                  first: Optional[ssl.SSLSocket] = None,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, pool_size: int = 4) -> None:
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, pool_size: int = 4,
+                 port: int = PORT) -> None:
         BoundedAdapter.__init__(self, max_response_bytes)
         self.address = address
         self.vm_uuid = vm_uuid
         self.where = where
         self._pool = _TLSPool(address, context, vm_uuid, where, timeout, connect_timeout,
-                              handshake_timeout, pool_size, first)
+                              handshake_timeout, pool_size, first, port)
 
     def get_connection(self, url: Any, proxies: Any = None) -> Any:
         return self._pool
