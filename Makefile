@@ -11,6 +11,15 @@ VENV36 := .venv36
 RUNTIME_DIRS := lib plugins scripts
 
 .PHONY: all deps deps36 test test-unit test-lab lint types py36-syntax check demo lab-up lab-down clean
+.PHONY: test-source rpm iso install-root test-packaging test-installed test-py36
+
+# Packaging (xscontainer.spec, packaging/): version from the package, RPMs and ISO in dist/.
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' lib/xscontainer/__init__.py)
+DIST := dist
+ISO := $(DIST)/xscontainer-$(VERSION).iso
+# the RPMs installed with `rpm --root` for test-installed
+INSTALL_ROOT := build/installroot
+header = @printf '\n==== %s ====\n' $(1)
 
 all: test
 
@@ -22,10 +31,22 @@ deps36:
 	@test -n "$(PYTHON36)" || { echo "make: no Python 3.6 interpreter found (set PYTHON36=...)" >&2; exit 1; }
 	@tools/bootstrap venv $(VENV36) $(PYTHON36) requirements/py36-oldest.txt
 
-## test: every test (unit, simulator, integration on the lab), then lint, types and 3.6 syntax
-test: deps
-	$(PY) -m pytest tests
+## test: every test (unit, simulator, integration on the lab), then lint, types and 3.6 syntax,
+## the packaging tests, the integration suite on the installed RPM, and the Python 3.6 run
+test: deps deps36
+	$(call header,"unit + simulator + integration (source tree)")
+	$(MAKE) --no-print-directory test-source
+	$(call header,"lint + types + 3.6 syntax")
 	$(MAKE) --no-print-directory check
+	$(call header,"packaging: RPM + update ISO")
+	$(MAKE) --no-print-directory test-packaging
+	$(call header,"integration on the installed RPM")
+	$(MAKE) --no-print-directory test-installed
+	$(call header,"Python 3.6 with the oldest libraries")
+	$(MAKE) --no-print-directory test-py36
+
+test-source: deps
+	$(PY) -m pytest tests --ignore=tests/packaging
 
 test-unit: deps
 	$(PY) -m pytest tests/unit
@@ -40,6 +61,39 @@ types:
 
 py36-syntax:
 	$(VENV)/bin/vermin -q -t=3.6- --no-tips --violations --eval-annotations $(RUNTIME_DIRS)
+
+## rpm: dist/xscontainer-VERSION-1.noarch.rpm and dist/xscontainer-pylibs-VERSION-1.x86_64.rpm
+## from the committed tree (git archive HEAD), rpmlint-clean
+rpm: deps deps36
+	@PYTHON36=$(VENV36)/bin/python3 PIP=$(VENV)/bin/pip DIST=$(DIST) packaging/build-rpm
+
+## iso: the supplemental pack dist/xscontainer-VERSION.iso (GPG_KEY=<key id> signs it)
+iso: rpm
+	$(PY) packaging/build_pack.py --out $(ISO) $(if $(GPG_KEY),--gpg-key '$(GPG_KEY)') \
+	    $(DIST)/xscontainer-$(VERSION)-*.noarch.rpm $(DIST)/xscontainer-pylibs-$(VERSION)-*.x86_64.rpm
+
+## install-root: the RPMs installed into the scratch root $(INSTALL_ROOT) (scriptlets need
+## systemd and a shell inside the root: not run; tests/packaging checks their text)
+install-root: rpm
+	rm -rf $(INSTALL_ROOT) && mkdir -p $(INSTALL_ROOT)
+	rpm --root $(abspath $(INSTALL_ROOT)) --dbpath /var/lib/rpm -i --nodeps --noscripts \
+	    $(DIST)/xscontainer-$(VERSION)-*.noarch.rpm $(DIST)/xscontainer-pylibs-$(VERSION)-*.x86_64.rpm \
+	    2>&1 | { grep -v -e 'should not be used directly' -e 'assuming you know' || true; }
+
+## test-packaging: build RPMs and ISO from a clean clone of HEAD and check them (tests/packaging)
+test-packaging: deps deps36
+	$(PY) -m pytest tests/packaging
+
+## test-installed: the integration suite with plugin, package and programs from the installed RPM
+test-installed: install-root
+	XSC_LAB_INSTALL_ROOT=$(abspath $(INSTALL_ROOT)) $(PY) -m pytest tests/integration
+
+## test-py36: unit tests on .venv36 (Python 3.6, oldest libraries); the integration suite with
+## dom0 processes (plugin, monitor, prepare-vm) on .venv36's python3
+test-py36: deps deps36
+	@test -x $(VENV36)/bin/python3 || { echo "make: no python3 in $(VENV36)/bin" >&2; exit 1; }
+	$(VENV36)/bin/python -m pytest tests/unit
+	XSC_LAB_PYTHON_BIN=$(abspath $(VENV36)/bin) $(PY) -m pytest tests/integration
 
 ## demo: bring the lab up, run the main job against it, tear it down (KEEP=1 leaves it up)
 demo: deps
