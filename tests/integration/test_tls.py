@@ -291,3 +291,96 @@ def test_tls_without_certificates_says_how_to_prepare(lab: labctl.Lab, tls_vm: l
     details = failure(lab, vm, container)
     assert details[0] == "XSCONTAINER_TLS_NOT_CONFIGURED"
     assert "--mode tls --generate-certs" in details[1]
+
+
+# -- the CD drive ----------------------------------------------------------------------------
+
+
+def cd_vbd(s: Any, vm: labctl.VM) -> str:
+    for vbd in s.xenapi.VM.get_VBDs(s.xenapi.VM.get_by_uuid(vm.uuid)):
+        if s.xenapi.VBD.get_type(vbd) == "CD":
+            return str(vbd)
+    raise AssertionError("the lab VM has no CD drive")
+
+
+@pytest.fixture
+def media_in_drive(lab: labctl.Lab, tls_vm: labctl.VM) -> Iterator[str]:
+    """A disk of the user's in the VM's CD drive; ejected and deleted afterwards."""
+    with lab.xapi_session() as s:
+        sr = s.xenapi.pool.get_default_SR(s.xenapi.pool.get_all()[0])
+        vdi = s.xenapi.VDI.create({
+            "name_label": "the user's installer ISO", "name_description": "", "SR": sr,
+            "virtual_size": str(1 << 20), "type": "user", "sharable": False,
+            "read_only": False, "other_config": {}, "xenstore_data": {}, "sm_config": {},
+            "tags": []})
+        s.xenapi.VBD.insert(cd_vbd(s, tls_vm), vdi)
+    try:
+        yield vdi
+    finally:
+        with lab.xapi_session() as s:
+            if tlsadmin.cd_vdi(lab, tls_vm.name) is not None:
+                s.xenapi.VBD.eject(cd_vbd(s, tls_vm))
+            s.xenapi.VDI.destroy(vdi)
+
+
+def test_media_in_the_drive_is_kept_with_yes_and_put_back_when_asked(
+        lab: labctl.Lab, tls_vm: labctl.VM, media_in_drive: str, container: str) -> None:
+    vm = tls_vm
+    before = (other_config(lab, vm), set(all_secrets(lab)))
+    refused = lab.dom0_run(vm.host, [PROG, "-v", vm.uuid, "--mode", "tls", "--generate-certs",
+                                     "--yes"], timeout=120)
+    assert refused.returncode == 1
+    line = one_error_line(refused.stderr)
+    assert "holds \"the user's installer ISO\"; with --yes it is not ejected" in line
+    assert "xe vm-cd-eject uuid=%s" % vm.uuid in line
+    assert tlsadmin.cd_vdi(lab, vm.name) == media_in_drive
+    assert temp_vdis(lab) == []
+    assert (other_config(lab, vm), set(all_secrets(lab))) == before
+
+    # interactively: proceed, eject the user's disk, the script has run
+    proc = lab.dom0_popen(vm.host, [PROG, "-v", vm.uuid, "--mode", "tls", "--generate-certs"],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True)
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write("y\ny\ny\n")
+        proc.stdin.close()
+        tlsadmin.apply_cd(lab, vm.name, timeout=60)
+        out = proc.stdout.read() if proc.stdout else ""
+        err = proc.stderr.read() if proc.stderr else ""
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "Eject it while the certificates are deployed" in out
+    assert "Put \"the user's installer ISO\" back into the CD drive." in out
+    assert tlsadmin.cd_vdi(lab, vm.name) == media_in_drive
+    assert temp_vdis(lab) == []
+    assert "<Id>%s</Id>" % container in inspect(lab, vm, container)
+
+
+def test_leftover_cd_is_removed_and_a_timeout_stores_nothing(
+        lab: labctl.Lab, tls_vm: labctl.VM) -> None:
+    vm = tls_vm
+    with lab.xapi_session() as s:  # what a killed earlier run would have left
+        sr = s.xenapi.pool.get_default_SR(s.xenapi.pool.get_all()[0])
+        leftover = s.xenapi.VDI.create({
+            "name_label": TEMP_VDI, "name_description": "", "SR": sr,
+            "virtual_size": str(1 << 20), "type": "user", "sharable": False,
+            "read_only": False, "other_config": {"xscontainer-tls-iso": "True"},
+            "xenstore_data": {}, "sm_config": {}, "tags": []})
+        s.xenapi.VBD.insert(cd_vbd(s, vm), leftover)
+    before = (other_config(lab, vm), set(all_secrets(lab)))
+    done = lab.dom0_run(vm.host, [PROG, "-v", vm.uuid, "--mode", "tls", "--generate-certs",
+                                  "--yes", "--wait", "4"], timeout=120)
+    assert done.returncode == 1
+    assert "an earlier, interrupted run left" in done.stdout
+    assert "Ejected and deleted the temporary CD." in done.stdout
+    line = one_error_line(done.stderr)
+    assert "did not answer with the new certificate within 4 s" in line
+    assert "does not chain to the CA stored" in line  # the lab's own certificate
+    assert temp_vdis(lab) == []
+    assert tlsadmin.cd_vdi(lab, vm.name) is None
+    assert (other_config(lab, vm), set(all_secrets(lab))) == before

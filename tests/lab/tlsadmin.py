@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 from xscontainer import iso
 
 NULL_REF = "OpaqueRef:NULL"
+TEMP_VDI_NAME = "Temp Container Management Image"
 # ISO path -> the guest dockerd's TLS file (vms/<vm>/tls/<name>.pem)
 INSTALL = {"server/ca.pem": "ca", "server/server-cert.pem": "server-cert",
            "server/server-key.pem": "server-key"}
@@ -54,13 +55,16 @@ def cd_vdi(lab: labctl.Lab, vm: str) -> Optional[str]:
 
 
 def wait_for_cd(lab: labctl.Lab, vm: str, timeout: float = 60.0) -> str:
+    """The TLS CD ("Temp Container Management Image") once it is in the VM's drive."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         vdi = cd_vdi(lab, vm)
         if vdi is not None:
-            return vdi
+            with lab.xapi_session() as s:
+                if s.xenapi.VDI.get_name_label(vdi) == TEMP_VDI_NAME:
+                    return vdi
         time.sleep(0.2)
-    raise labctl.LabError("no CD was inserted into %s within %g s" % (vm, timeout))
+    raise labctl.LabError("no TLS CD was inserted into %s within %g s" % (vm, timeout))
 
 
 def export(lab: labctl.Lab, vdi: str) -> bytes:
