@@ -8,7 +8,7 @@ key and CA from the ISO (xscontainer.iso), install them as the guest dockerd's T
 files and restart dockerd. `saved_tls` puts the lab's own files back afterwards
 (the session lab is shared by all tests).
 
-    python3 tests/lab/tlsadmin.py apply xsc-vm1     # once the CD is in the drive
+    .venv/bin/python tests/lab/tlsadmin.py apply xsc-vm1   # waits for the CD in the drive
 """
 
 import contextlib
