@@ -160,14 +160,19 @@ def test_signed_pack_verifies_with_the_public_key(build: Build, tmp_path: Path) 
     # only the exported public key, in a keyring of its own (as /opt/xensource/gpg)
     keyring = tmp_path / "gpg"
     keyring.mkdir(mode=0o700)
-    for signed in (tree / "update.xml", tree / "repodata/repomd.xml"):
-        valid = gpg_verify(keyring, public_key, signed)
-        assert valid and build.key in valid[0], signed
-    # a changed file no longer verifies
-    tampered = tmp_path / "update.xml"
-    tampered.write_text((tree / "update.xml").read_text().replace("xscontainer", "xscontainex"))
-    (tmp_path / "update.xml.asc").write_bytes((tree / "update.xml.asc").read_bytes())
-    assert gpg_verify(keyring, public_key, tampered) == []
+    try:
+        for signed in (tree / "update.xml", tree / "repodata/repomd.xml"):
+            valid = gpg_verify(keyring, public_key, signed)
+            assert valid and build.key in valid[0], signed
+        # a changed file no longer verifies
+        tampered = tmp_path / "update.xml"
+        tampered.write_text((tree / "update.xml").read_text().replace("xscontainer",
+                                                                      "xscontainex"))
+        (tmp_path / "update.xml.asc").write_bytes((tree / "update.xml.asc").read_bytes())
+        assert gpg_verify(keyring, public_key, tampered) == []
+    finally:
+        run(["gpgconf", "--kill", "gpg-agent"], env=dict(os.environ, GNUPGHOME=str(keyring)),
+            check=False, timeout=30)
     # the packages are signed too (xapi's yum configuration sets gpgcheck=1)
     rpmdb = tmp_path / "rpmdb"
     rpmdb.mkdir()
