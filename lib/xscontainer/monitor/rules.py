@@ -1,0 +1,97 @@
+"""Which VMs this host's monitor watches, and what in a VM record matters to it.
+
+Pure functions of VM records (as XAPI's VM.get_record / event.from snapshots
+give them), so the rules are testable as tables.
+"""
+
+from typing import Any, Dict, Mapping, Optional, Set, Tuple
+
+MONITOR_KEY = "xscontainer-monitor"
+DOCKER_KEYS = ("docker_ps", "docker_info", "docker_version")
+NULL_REF = "OpaqueRef:NULL"
+
+# VM other-config keys that say how to reach the guest: a change means the
+# worker reconnects at once (xscontainer-prepare-vm relies on it).
+USERNAME_KEY = "xscontainer-username"
+MODE_KEY = "xscontainer-mode"
+HOSTKEY_KEY = "xscontainer-sshhostkey"
+TLS_PREFIX = "xscontainer-tls-"
+# VM other-config keys holding uuids of XAPI secrets (shared between clones).
+TLS_SECRET_KEYS = (
+    "xscontainer-tls-client-cert",
+    "xscontainer-tls-client-key",
+    "xscontainer-tls-ca-cert",
+)
+
+
+def other_config(record: Mapping[str, Any]) -> Dict[str, str]:
+    value = record.get("other_config")
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and value not in ("", NULL_REF)
+
+
+def is_real_vm(record: Mapping[str, Any]) -> bool:
+    """Not dom0, not a template, not a snapshot (XenCenter's IsRealVm)."""
+    return not (
+        record.get("is_control_domain")
+        or record.get("is_a_template")
+        or record.get("is_a_snapshot")
+    )
+
+
+def why_not_monitored(record: Mapping[str, Any], this_host: str) -> Optional[str]:
+    """None if this host must monitor the VM, else the (first) reason it must not."""
+    if record.get("is_control_domain"):
+        return "it is a control domain"
+    if record.get("is_a_template"):
+        return "it is a template"
+    if record.get("is_a_snapshot"):
+        return "it is a snapshot"
+    flag = other_config(record).get(MONITOR_KEY)
+    if flag is None:
+        return "it is not registered"
+    if flag.strip().lower() != "true":
+        return "it is deregistered (%s=%s)" % (MONITOR_KEY, flag)
+    if record.get("power_state") != "Running":
+        return "it is %s" % (record.get("power_state") or "not running")
+    if record.get("resident_on") != this_host:
+        return "it runs on another host"
+    if not _is_ref(record.get("guest_metrics")):
+        return "it has no guest metrics yet"
+    return None
+
+
+def should_monitor(record: Mapping[str, Any], this_host: str) -> bool:
+    return why_not_monitored(record, this_host) is None
+
+
+def connection_settings(record: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
+    """The other-config items that say how to reach the guest (sorted)."""
+    config = other_config(record)
+    return tuple(sorted(
+        (key, value) for key, value in config.items()
+        if key in (USERNAME_KEY, MODE_KEY, HOSTKEY_KEY) or key.startswith(TLS_PREFIX)
+    ))
+
+
+def docker_values(record: Mapping[str, Any]) -> Dict[str, Optional[str]]:
+    """What the record holds under each docker key (None when absent)."""
+    config = other_config(record)
+    return {key: config.get(key) for key in DOCKER_KEYS}
+
+
+def tls_secret_uuids(record: Mapping[str, Any]) -> Set[str]:
+    config = other_config(record)
+    return {config[key].strip() for key in TLS_SECRET_KEYS if config.get(key, "").strip()}
+
+
+def is_stale_halted(record: Mapping[str, Any]) -> bool:
+    """A real VM that is not running on any host but still shows docker data."""
+    return (
+        is_real_vm(record)
+        and record.get("power_state") == "Halted"
+        and any(value is not None for value in docker_values(record).values())
+    )

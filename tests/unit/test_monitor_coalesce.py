@@ -1,0 +1,115 @@
+"""Coalescing and backoff, driven by a fake clock (no sleeps)."""
+
+import math
+import random
+
+import pytest
+
+from xscontainer.monitor.coalesce import Backoff, Coalescer
+
+PS, INFO = "docker_ps", "docker_info"
+
+
+def test_one_event_is_refreshed_after_the_quiet_period():
+    c = Coalescer(quiet=0.15, max_delay=1.0)
+    c.note([PS], 10.0)
+    assert c.due_at() == pytest.approx(10.15)
+    assert c.take(10.1) == frozenset()
+    assert c.take(10.15) == frozenset([PS])
+    assert not c.pending and c.due_at() is None
+
+
+def test_keys_accumulate_until_taken():
+    c = Coalescer()
+    c.note([PS], 0.0)
+    c.note([INFO], 0.05)
+    c.note([], 0.06)  # an event that makes nothing stale changes nothing
+    assert c.due_at() == pytest.approx(0.2)
+    assert c.take(0.2) == frozenset([PS, INFO])
+
+
+def test_continuous_events_are_refreshed_at_most_every_max_delay():
+    c = Coalescer(quiet=0.15, max_delay=1.0)
+    t = 0.0
+    refreshes = []
+    while t < 10.0:  # an event every 100 ms for 10 s: never quiet
+        c.note([PS], t)
+        if c.take(t):
+            refreshes.append(t)
+        t = round(t + 0.1, 6)
+    gaps = [b - a for a, b in zip(refreshes, refreshes[1:])]
+    # at most one refresh per max_delay, and never longer than max_delay after
+    # the first unrefreshed event (here: the next event, 0.1 s after a refresh)
+    assert len(refreshes) == 9
+    assert all(1.0 - 1e-9 <= g <= 1.1 + 1e-9 for g in gaps)
+
+
+def simulate(event_times, quiet, max_delay, refresh_cost=0.02, step=0.001):
+    """A guest whose container count goes up at each event time, a worker that
+    refreshes (reads the count) when the coalescer says so: how many refreshes,
+    what got published last, and when."""
+    c = Coalescer(quiet, max_delay)
+    events = sorted(event_times)
+    state = 0
+    published = None
+    published_at = None
+    refreshes = 0
+    t = 0.0
+    i = 0
+    end = events[-1] + max_delay + 1.0
+    while t <= end:
+        while i < len(events) and events[i] <= t:
+            state += 1
+            c.note([PS], events[i])
+            i += 1
+        if c.take(t):
+            refreshes += 1
+            t += refresh_cost  # the read takes time; events keep arriving
+            published = state if i == len(events) or events[i] > t else None
+            if published is None:  # read mid-burst: it sees what happened up to now
+                published = state + sum(1 for e in events[i:] if e <= t)
+            published_at = t
+        t = round(t + step, 6)
+    return refreshes, published, published_at, state
+
+
+def test_burst_of_50_starts_gives_few_refreshes_and_the_exact_final_state():
+    # 50 `docker run -d` in parallel: create+start events within ~3 s, jittered
+    rng = random.Random(4)
+    times = sorted(rng.uniform(0.0, 3.0) for _ in range(100))
+    refreshes, published, published_at, state = simulate(times, 0.15, 1.0)
+    assert published == state == 100
+    assert refreshes <= math.ceil(3.0 / 1.0) + 2
+    assert published_at - times[-1] <= 0.15 + 0.02 + 0.01
+
+
+def test_sequential_starts_spaced_wider_than_quiet_refresh_each():
+    times = [i * 0.5 for i in range(20)]
+    refreshes, published, _at, state = simulate(times, 0.15, 1.0)
+    assert published == state and refreshes == 20
+
+
+def test_quiet_cannot_exceed_max_delay():
+    with pytest.raises(ValueError):
+        Coalescer(quiet=2.0, max_delay=1.0)
+
+
+def test_take_all_ignores_timing():
+    c = Coalescer()
+    c.note([PS], 5.0)
+    assert c.take_all() == frozenset([PS])
+    assert c.take_all() == frozenset()
+
+
+def test_backoff_doubles_to_its_cap_and_resets():
+    b = Backoff(2.0, 60.0)
+    assert [b.next_delay() for _ in range(7)] == [2, 4, 8, 16, 32, 60, 60]
+    b.reset()
+    assert b.next_delay() == 2
+
+
+def test_backoff_rejects_nonsense():
+    with pytest.raises(ValueError):
+        Backoff(0, 1)
+    with pytest.raises(ValueError):
+        Backoff(5, 1)
