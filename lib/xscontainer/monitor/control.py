@@ -1,0 +1,242 @@
+"""The monitor's control socket: plugin calls served over live connections.
+
+`ControlServer` listens on <run dir>/monitor.sock (directory 0700, socket
+0600, peers must be root or our own user), reads one request line (bounded in
+size and time), answers one line and closes. Requests run concurrently on
+threads started per connection, at most `max_concurrent` at once; beyond that
+a request is answered "unavailable" at once and the plugin connects directly.
+
+`Dispatcher` answers requests from the supervisor's workers (protocol.py has
+the shapes). Container references are validated again here. A lifecycle
+operation refreshes docker_ps and waits until it is written before answering,
+so the new state shows in XAPI when the plugin call returns.
+"""
+
+import json
+import logging
+import os
+import socket
+import stat
+import struct
+import threading
+from typing import Any, Callable, Dict, Mapping, Optional
+
+from xscontainer import errors, xmlenc
+from xscontainer.docker_api import check_container_ref
+from xscontainer.monitor import events, protocol
+from xscontainer.monitor.pool import Supervisor
+from xscontainer.monitor.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT = 5.0
+WRITE_TIMEOUT = 10.0
+PUBLISH_WAIT = 10.0
+MAX_CONCURRENT = 8
+
+Handler = Callable[[Mapping[str, Any]], Dict[str, Any]]
+
+
+class Dispatcher:
+    def __init__(self, supervisor: Supervisor, publisher: Publisher,
+                 status: Callable[[], Dict[str, Any]]) -> None:
+        self.supervisor = supervisor
+        self.publisher = publisher
+        self._status = status
+        self.served = 0
+        self.unavailable = 0
+
+    def __call__(self, req: Mapping[str, Any]) -> Dict[str, Any]:
+        fn = req.get("fn")
+        if fn == "status":
+            return {"value": self._status()}
+        try:
+            if fn not in protocol.READ_FNS + protocol.LIFECYCLE_FNS:
+                raise errors.InvalidArgument("Unknown monitor request %r." % (fn,))
+            if fn in protocol.READ_FNS:
+                ref = check_container_ref(req.get("object"))
+            else:
+                ref = check_container_ref(req.get("container"))
+        except errors.XSContainerError as exc:
+            return {"error": exc.xapi_description()}
+        vm_uuid = req.get("vmuuid")
+        worker = self.supervisor.worker_by_uuid(vm_uuid) if isinstance(vm_uuid, str) else None
+        if worker is None:
+            return self._unavailable("this host's monitor does not monitor VM %s" % (vm_uuid,))
+        client = worker.live_client()
+        if client is None:
+            return self._unavailable("the monitor's connection to VM %s is not up" % vm_uuid)
+        if fn in protocol.READ_FNS:
+            try:
+                if fn == "get_inspect":
+                    value = xmlenc.docker_inspect(client.inspect(ref))
+                else:
+                    value = xmlenc.docker_top(client.top(ref))
+            except (errors.GuestConnectionError, errors.Timeout) as exc:
+                worker.connection_lost()
+                return self._unavailable("the connection to VM %s failed: %s"
+                                         % (vm_uuid, exc.message))
+            except errors.XSContainerError as exc:
+                return {"error": exc.xapi_description()}
+            self.served += 1
+            return {"value": value}
+        try:
+            client.lifecycle(str(fn), ref)
+        except errors.XSContainerError as exc:
+            if isinstance(exc, (errors.GuestConnectionError, errors.Timeout)):
+                worker.connection_lost()
+            return {"error": exc.xapi_description()}
+        try:
+            xml = worker.refresh_ps(client)
+            if not self.publisher.wait_written(worker.ref, events.PS, xml, PUBLISH_WAIT):
+                log.warning("docker_ps of %s not written within %gs after %s",
+                            worker.where, PUBLISH_WAIT, fn)
+        except errors.XSContainerError as exc:
+            # done, but not yet visible: the event it caused will refresh docker_ps
+            log.warning("refreshing docker_ps of %s after %s failed: %s",
+                        worker.where, fn, exc.message)
+        self.served += 1
+        return {"value": ""}
+
+    def _unavailable(self, why: str) -> Dict[str, Any]:
+        self.unavailable += 1
+        return {"unavailable": why}
+
+
+def _peer_uid(conn: socket.socket) -> Optional[int]:
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+class ControlServer:
+    def __init__(self, handler: Handler, path: Optional[str] = None,
+                 max_concurrent: int = MAX_CONCURRENT) -> None:
+        self.handler = handler
+        self.path = path or protocol.socket_path()
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._sock: Optional[socket.socket] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stopping = threading.Event()
+        self.busy_refusals = 0
+
+    def start(self) -> None:
+        directory = os.path.dirname(self.path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        if os.path.lexists(self.path):  # left by a run that crashed (we hold the lock)
+            mode = os.lstat(self.path).st_mode
+            if not stat.S_ISSOCK(mode):
+                raise OSError("%s exists and is not a socket; not replacing it" % self.path)
+            os.unlink(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(self.path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        sock.listen(32)
+        self._sock = sock
+        self._thread = threading.Thread(target=self._accept_loop, name="control", daemon=True)
+        self._thread.start()
+        log.info("serving the control socket %s", self.path)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            sock = self._sock
+            if sock is None:
+                return
+            try:
+                conn, _addr = sock.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                log.exception("the control socket failed to accept; continuing")
+                continue
+            try:
+                self._dispatch(conn)
+            except Exception:  # keep serving
+                log.exception("handling a control connection failed")
+                conn.close()
+
+    def _dispatch(self, conn: socket.socket) -> None:
+        uid = _peer_uid(conn)
+        if uid is None or uid not in (0, os.getuid()):
+            log.warning("refused a control connection from uid %s", uid)
+            conn.close()
+            return
+        if not self._slots.acquire(blocking=False):
+            self.busy_refusals += 1
+            _reply(conn, {"unavailable": "the monitor is busy"})
+            conn.close()
+            return
+        try:
+            threading.Thread(target=self._serve, args=(conn,), name="control-req",
+                             daemon=True).start()
+        except BaseException:
+            self._slots.release()
+            conn.close()
+            raise
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(READ_TIMEOUT)
+            try:
+                req = json.loads(_read_request(conn).decode("utf-8"))
+            except (OSError, ValueError) as exc:
+                _reply(conn, {"error": errors.InvalidArgument(
+                    "Unreadable control request: %s" % exc).xapi_description()})
+                return
+            if not isinstance(req, dict):
+                _reply(conn, {"error": errors.InvalidArgument(
+                    "A control request must be a JSON object.").xapi_description()})
+                return
+            try:
+                answer = self.handler(req)
+            except Exception as exc:  # answered, so the plugin need not wait
+                log.exception("control request %s failed", req.get("fn"))
+                answer = {"unavailable": "the monitor failed: %s" % exc}
+            _reply(conn, answer)
+        finally:
+            conn.close()
+            self._slots.release()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > protocol.MAX_REQUEST_BYTES:
+            raise ValueError("request larger than %d bytes" % protocol.MAX_REQUEST_BYTES)
+    return data.split(b"\n", 1)[0]
+
+
+def _reply(conn: socket.socket, answer: Mapping[str, Any]) -> None:
+    try:
+        conn.settimeout(WRITE_TIMEOUT)
+        conn.sendall((json.dumps(answer) + "\n").encode("utf-8"))
+    except OSError as exc:
+        log.debug("could not answer a control request: %s", exc)

@@ -1,0 +1,40 @@
+"""The monitor's local control socket: path, limits and message shapes.
+
+Shared by the daemon (control.py) and the plugin (client.py); standard library
+only, so that the plugin's warm path never imports the Docker SDK or paramiko.
+
+One request per connection, one JSON object per line each way:
+
+    {"fn": "get_inspect"|"get_top", "vmuuid": U, "object": C}
+    {"fn": "start"|"stop"|"restart"|"pause"|"unpause", "vmuuid": U, "container": C}
+    {"fn": "status"}                                   (for tests and operators)
+
+and the answer is one of
+
+    {"value": "<payload, without the plugin's True prefix>"}
+    {"error": [CODE, message, details...]}             (an XSContainerError description)
+    {"unavailable": "<why>"}                           (use a direct connection instead)
+"""
+
+import os
+
+from xscontainer import paths
+
+SOCKET_NAME = "monitor.sock"
+LOCK_NAME = "monitor.lock"
+MAX_REQUEST_BYTES = 64 * 1024
+# get_inspect of a container with many labels and mounts can be large
+MAX_REPLY_BYTES = 32 * 1024 * 1024
+READ_FNS = ("get_inspect", "get_top")
+LIFECYCLE_FNS = ("start", "stop", "restart", "pause", "unpause")
+# The plugin waits this long for an answer; the monitor bounds its work below it.
+REQUEST_TIMEOUT = 60.0
+CONNECT_TIMEOUT = 0.5
+
+
+def socket_path() -> str:
+    return os.path.join(paths.run_dir(), SOCKET_NAME)
+
+
+def lock_path() -> str:
+    return os.path.join(paths.run_dir(), LOCK_NAME)

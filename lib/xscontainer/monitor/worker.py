@@ -1,0 +1,395 @@
+"""One monitored VM: a persistent connection to its Docker engine, kept published.
+
+Threads per VM (fixed): the **worker** thread, which connects (Guest.docker()),
+publishes docker_info, docker_version and docker_ps, then refreshes what events
+made stale (coalesced), probes a quiet connection and resyncs periodically; and
+the **reader** thread, which blocks in Docker's /events stream and only notes
+which keys an event made stale. paramiko adds its transport thread per SSH
+connection. Nothing grows per event: the coalescer holds at most three keys.
+
+A connection ends when the event stream ends or fails, a probe or refresh
+fails, the VM's connection settings change, or monitoring stops; the worker
+then closes the client (which unblocks the reader) and, unless stopping,
+reconnects: at once after a settings change, else after a capped exponential
+backoff. A failure that lasts `grace` seconds posts one XAPI message on the VM
+(body: the diagnosis) and removes the VM's docker data, which can no longer be
+vouched for; recovery republishes and destroys the message.
+"""
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
+
+from xscontainer import errors, xmlenc
+from xscontainer.diagnose import diagnose
+from xscontainer.docker_api import DockerClient
+from xscontainer.guest import Guest
+from xscontainer.monitor import events, rules
+from xscontainer.monitor.coalesce import Backoff, Coalescer
+from xscontainer.monitor.options import Settings
+from xscontainer.monitor.publisher import Publisher
+from xscontainer.xapi import Xapi
+
+log = logging.getLogger(__name__)
+
+# /info fields that change on their own (clock, goroutines, file descriptors,
+# listeners): a difference only there is not worth a XAPI write.
+VOLATILE_INFO = ("SystemTime", "NGoroutines", "NFd", "NEventsListener")
+# Containers changed between connecting and the event subscription taking
+# effect are caught by one more refresh this long after connecting.
+CATCH_UP = 2.0
+JOIN_TIMEOUT = 5.0
+
+Connect = Callable[[Guest], DockerClient]
+
+
+def _default_connect(guest: Guest) -> DockerClient:
+    return guest.docker()
+
+
+def info_fingerprint(info: Mapping[str, Any]) -> str:
+    return xmlenc.docker_info({k: v for k, v in info.items() if k not in VOLATILE_INFO})
+
+
+class VMWorker:
+    def __init__(self, ref: str, record: Mapping[str, Any], xapi: Xapi, publisher: Publisher,
+                 settings: Settings, connect: Connect = _default_connect,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.ref = ref
+        self.uuid = str(record.get("uuid", ""))
+        self.name = str(record.get("name_label", ""))
+        self.xapi = xapi
+        self.publisher = publisher
+        self.settings = settings
+        self._connect = connect
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._refresh_lock = threading.Lock()
+        self._record: Dict[str, Any] = dict(record)
+        self._stopping = False
+        self._reconnect = False
+        self._client: Optional[DockerClient] = None
+        self._healthy = False
+        self._session_no = 0
+        self._reader_done: Optional[Tuple[int, Optional[BaseException]]] = None
+        self._coalescer = Coalescer(settings.quiet, settings.max_delay)
+        self._backoff = Backoff(settings.backoff_first, settings.backoff_cap)
+        self._settings_key: Tuple[Tuple[str, str], ...] = rules.connection_settings(record)
+        self._failing_since: Optional[float] = None
+        self._failure_posted = False
+        self._message_checked = False
+        self._info_fingerprint: Optional[str] = None
+        self._thread: Optional[threading.Thread] = None
+        self._last_event_at = 0.0
+        self.stats: Dict[str, Any] = {
+            "connects": 0, "failures": 0, "events": 0, "refreshes": 0,
+            "ps_refreshes": 0, "probes": 0, "last_error": "",
+        }
+
+    @property
+    def where(self) -> str:
+        return "VM %s (%s)" % (self.name, self.uuid)
+
+    # -- control from the supervisor ---------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="vm-" + self.uuid[:8], daemon=True)
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            client = self._client
+            self._cond.notify_all()
+        if client is not None:
+            _close_quietly(client)
+
+    def join(self, timeout: float) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.is_alive()
+
+    def update(self, record: Mapping[str, Any]) -> None:
+        """A newer record of the VM (still to be monitored here)."""
+        new_settings = rules.connection_settings(record)
+        client = None
+        with self._cond:
+            self._record = dict(record)
+            self.name = str(record.get("name_label", self.name))
+            if new_settings != self._settings_key:
+                log.info("the connection settings of %s changed: reconnecting", self.where)
+                self._settings_key = new_settings
+                self._reconnect = True
+                client = self._client
+                self._cond.notify_all()
+        if client is not None:
+            _close_quietly(client)
+
+    # -- for the control socket ----------------------------------------------------------
+
+    def live_client(self) -> Optional[DockerClient]:
+        with self._cond:
+            return self._client if self._healthy and not self._stopping else None
+
+    def refresh_ps(self, client: DockerClient) -> str:
+        """Fetch and publish docker_ps now; returns the XML."""
+        with self._refresh_lock:
+            xml = xmlenc.docker_ps(client.ps())
+            self.publisher.set(self.ref, events.PS, xml)
+            self.stats["ps_refreshes"] += 1
+        return xml
+
+    def connection_lost(self) -> None:
+        """A control request found the connection broken: reconnect."""
+        with self._cond:
+            client = self._client
+            self._healthy = False
+        if client is not None:
+            _close_quietly(client)
+
+    def status(self) -> Dict[str, Any]:
+        with self._cond:
+            state = "connected" if self._healthy else (
+                "failing" if self._failing_since is not None else "connecting")
+            result = dict(self.stats)
+            result.update(state=state, name=self.name, alive=self.is_alive(),
+                          failure_posted=self._failure_posted)
+        return result
+
+    # -- the worker thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        log.info("monitoring %s", self.where)
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                self._reconnect = False
+            try:
+                self._connection()
+            except Exception as exc:  # every failure is logged and retried
+                with self._cond:
+                    if self._stopping:
+                        break
+                    reconnecting = self._reconnect
+                if not reconnecting:
+                    self._failed(exc)
+            with self._cond:
+                if self._stopping:
+                    break
+                if self._reconnect:
+                    self._backoff.reset()
+                    continue
+            self._wait_before_retry(self._backoff.next_delay())
+        log.info("stopped monitoring %s", self.where)
+
+    def _connection(self) -> None:
+        with self._cond:
+            record = dict(self._record)
+            settings_key = rules.connection_settings(record)
+        guest = Guest(self.xapi, self.uuid, self.ref, record)
+        client = self._connect(guest)
+        with self._cond:
+            self._session_no += 1
+            session_no = self._session_no
+            self._reader_done = None
+            self._client = client
+            self._settings_key = self._effective_settings(settings_key, client)
+            self.stats["connects"] += 1
+            stop = self._stopping or self._reconnect
+        reader = threading.Thread(target=self._read_events, args=(client, session_no),
+                                  name="ev-" + self.uuid[:8], daemon=True)
+        started = False
+        try:
+            if stop:
+                return
+            reader.start()
+            started = True
+            self._refresh(client, events.ALL)
+            self._became_healthy()
+            self._follow(client, session_no)
+        finally:
+            with self._cond:
+                self._client = None
+                self._healthy = False
+            _close_quietly(client)
+            if started:
+                reader.join(JOIN_TIMEOUT)
+                if reader.is_alive():
+                    log.warning("the event reader of %s did not stop in time", self.where)
+
+    def _effective_settings(self, key: Tuple[Tuple[str, str], ...],
+                            client: DockerClient) -> Tuple[Tuple[str, str], ...]:
+        """The settings as they will read once we pinned the guest's host key ourselves."""
+        items = dict(key)
+        if rules.HOSTKEY_KEY not in items:
+            ssh = getattr(client.adapter, "ssh", None)
+            server_key = getattr(ssh, "server_key_b64", None)
+            if isinstance(server_key, str):
+                items[rules.HOSTKEY_KEY] = server_key
+        return tuple(sorted(items.items()))
+
+    def _follow(self, client: DockerClient, session_no: int) -> None:
+        """Refresh what events make stale until the connection ends."""
+        now = self._clock()
+        next_resync = now + self.settings.resync
+        catch_up: Optional[float] = now + CATCH_UP
+        last_traffic = now
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping or self._reconnect:
+                        return
+                    done = self._reader_done
+                    if done is not None and done[0] == session_no:
+                        if done[1] is not None:
+                            raise done[1]
+                        raise errors.DockerUnreachable(
+                            "The Docker event stream of %s ended (Docker restarted or the "
+                            "connection closed)." % self.where)
+                    now = self._clock()
+                    last_traffic = max(last_traffic, self._last_event_at)
+                    wake = min(next_resync, last_traffic + self.settings.probe)
+                    for timer in (self._coalescer.due_at(), catch_up):
+                        if timer is not None:
+                            wake = min(wake, timer)
+                    if now >= wake:
+                        break
+                    self._cond.wait(wake - now)
+                keys = self._coalescer.take(now)
+            if now >= next_resync:
+                keys = events.ALL
+                next_resync = now + self.settings.resync
+            if catch_up is not None and now >= catch_up:
+                keys = keys | frozenset((events.PS, events.INFO))
+                catch_up = None
+            if not keys and now >= last_traffic + self.settings.probe:
+                keys = frozenset((events.VERSION,))
+                self.stats["probes"] += 1
+            if keys:
+                self._refresh(client, keys)
+            last_traffic = self._clock()
+
+    def _read_events(self, client: DockerClient, session_no: int) -> None:
+        error: Optional[BaseException] = None
+        try:
+            for message in client.events(filters=events.EVENT_FILTERS):
+                event = events.parse(message)
+                keys = events.stale_keys(event)
+                now = self._clock()
+                with self._cond:
+                    self.stats["events"] += 1
+                    self._last_event_at = now
+                    if keys:
+                        self._coalescer.note(keys, now)
+                        self._cond.notify_all()
+                if keys and log.isEnabledFor(logging.DEBUG):
+                    log.debug("%s: %r -> refresh %s", self.where, event, ", ".join(sorted(keys)))
+        except Exception as exc:  # handed to the worker, which logs it
+            error = exc
+        finally:
+            with self._cond:
+                self._reader_done = (session_no, error)
+                self._cond.notify_all()
+
+    def _refresh(self, client: DockerClient, keys: FrozenSet[str]) -> None:
+        with self._refresh_lock:
+            if events.VERSION in keys:
+                self.publisher.set(self.ref, events.VERSION,
+                                   xmlenc.docker_version(client.version()))
+            if events.INFO in keys:
+                info = client.info()
+                fingerprint = info_fingerprint(info)
+                if (fingerprint != self._info_fingerprint
+                        or self.publisher.desired(self.ref, events.INFO) is None):
+                    self._info_fingerprint = fingerprint
+                    self.publisher.set(self.ref, events.INFO, xmlenc.docker_info(info))
+            if events.PS in keys:
+                self.publisher.set(self.ref, events.PS, xmlenc.docker_ps(client.ps()))
+                self.stats["ps_refreshes"] += 1
+            self.stats["refreshes"] += 1
+
+    # -- health ------------------------------------------------------------------------------
+
+    def _became_healthy(self) -> None:
+        with self._cond:
+            recovered = self._failing_since is not None
+            posted = self._failure_posted
+            self._failing_since = None
+            self._failure_posted = False
+            self._healthy = True
+            self.stats["last_error"] = ""
+        self._backoff.reset()
+        if recovered:
+            log.info("monitoring %s works again", self.where)
+        if posted or not self._message_checked:
+            self._message_checked = True
+            self.publisher.clear_failure(self.ref)
+
+    def _failed(self, exc: BaseException) -> None:
+        now = self._clock()
+        with self._cond:
+            # Without XAPI the VM cannot be judged (nor a message posted): such
+            # failures are retried but do not start the grace period.
+            if self._failing_since is None and not isinstance(exc, errors.XAPIError):
+                self._failing_since = now
+            self.stats["failures"] += 1
+            self.stats["last_error"] = _describe(exc)
+        if isinstance(exc, errors.XSContainerError):
+            log.warning("cannot monitor %s, will retry: %s", self.where, exc.message)
+        else:
+            log.error("monitoring %s failed unexpectedly, will retry", self.where,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+
+    def _wait_before_retry(self, delay: float) -> None:
+        deadline = self._clock() + delay
+        while True:
+            with self._cond:
+                if self._stopping or self._reconnect:
+                    return
+                now = self._clock()
+                post_at = None
+                if self._failing_since is not None and not self._failure_posted:
+                    post_at = self._failing_since + self.settings.grace
+                if post_at is not None and now >= post_at:
+                    pass  # post below, outside the lock
+                elif now >= deadline:
+                    return
+                else:
+                    wake = deadline if post_at is None else min(deadline, post_at)
+                    self._cond.wait(wake - now)
+                    continue
+            self._post_failure()
+
+    def _post_failure(self) -> None:
+        with self._cond:
+            record = dict(self._record)
+            self._failure_posted = True
+        try:
+            body = diagnose(Guest(self.xapi, self.uuid, self.ref, record)).text()
+        except Exception as exc:  # the message must still go out
+            log.exception("diagnosing %s failed", self.where)
+            body = "Container management cannot monitor %s: %s" % (self.where, _describe(exc))
+        log.warning("monitoring %s has failed for %gs; posting a XAPI message",
+                    self.where, self.settings.grace)
+        self.publisher.set_failure(self.ref, body)
+        self.publisher.blank(self.ref)
+        with self._cond:
+            self._info_fingerprint = None
+
+
+def _close_quietly(client: DockerClient) -> None:
+    try:
+        client.close()
+    except Exception:  # closing a broken connection may fail any way
+        log.debug("closing a Docker client failed", exc_info=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, errors.XSContainerError):
+        return exc.message
+    return "%s: %s" % (exc.__class__.__name__, exc)
