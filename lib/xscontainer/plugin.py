@@ -24,6 +24,7 @@ import XenAPIPlugin  # from xapi-core on a host; a test stand-in in the lab
 
 from xscontainer import errors
 from xscontainer import log as xlog
+from xscontainer.monitor import client as monitor_client
 from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
@@ -69,15 +70,29 @@ def _lazy(module: str, function: str, *bound: str) -> Handler:
     return run
 
 
+def _docker_backed(function: str, *bound: str) -> Handler:
+    """A handler that asks this host's monitor first (its live connection answers
+    in milliseconds; monitor/client.py) and connects directly when it cannot."""
+    direct = _lazy("containers", function, *bound)
+    fn = bound[0] if bound else function
+
+    def run(xapi: Xapi, args: Dict[str, str]) -> str:
+        value = monitor_client.call(xapi, fn, args)
+        return value if value is not None else direct(xapi, args)
+
+    run.__name__ = function
+    return run
+
+
 # name -> (required argument keys, handler)
 FUNCTIONS: Dict[str, Tuple[Tuple[str, ...], Handler]] = {
-    "get_inspect": (("vmuuid", "object"), _lazy("containers", "get_inspect")),
-    "get_top": (("vmuuid", "object"), _lazy("containers", "get_top")),
-    "start": (("vmuuid", "container"), _lazy("containers", "lifecycle", "start")),
-    "stop": (("vmuuid", "container"), _lazy("containers", "lifecycle", "stop")),
-    "restart": (("vmuuid", "container"), _lazy("containers", "lifecycle", "restart")),
-    "pause": (("vmuuid", "container"), _lazy("containers", "lifecycle", "pause")),
-    "unpause": (("vmuuid", "container"), _lazy("containers", "lifecycle", "unpause")),
+    "get_inspect": (("vmuuid", "object"), _docker_backed("get_inspect")),
+    "get_top": (("vmuuid", "object"), _docker_backed("get_top")),
+    "start": (("vmuuid", "container"), _docker_backed("lifecycle", "start")),
+    "stop": (("vmuuid", "container"), _docker_backed("lifecycle", "stop")),
+    "restart": (("vmuuid", "container"), _docker_backed("lifecycle", "restart")),
+    "pause": (("vmuuid", "container"), _docker_backed("lifecycle", "pause")),
+    "unpause": (("vmuuid", "container"), _docker_backed("lifecycle", "unpause")),
     "register": (("vmuuid",), register),
     "deregister": (("vmuuid",), deregister),
     "diagnose": (("vmuuid",), _lazy("containers", "diagnose")),
