@@ -9,9 +9,10 @@ Each test puts the guest's lab TLS files back and returns the VM to SSH mode.
 import datetime
 import ipaddress
 import subprocess
+import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import pytest
 import XenAPI
@@ -28,6 +29,17 @@ PROG = "xscontainer-prepare-vm"
 TLS_KEYS = ("xscontainer-tls-client-cert", "xscontainer-tls-client-key",
             "xscontainer-tls-ca-cert")
 TEMP_VDI = "Temp Container Management Image"
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("timed out after %g s waiting for %s" % (timeout, what))
+        time.sleep(0.2)
 
 
 def other_config(lab: labctl.Lab, vm: labctl.VM) -> Dict[str, str]:
@@ -153,6 +165,25 @@ def test_generated_certificates_end_to_end(lab: labctl.Lab, tls_vm: labctl.VM,
     assert "[ OK ] Docker accepts xscontainer's client certificate" in diagnosis
     assert "Result: container management works for this VM." in diagnosis
 
+    # the monitor over TLS: the container list appears, and follows Docker's events
+    monitor = lab.dom0_popen(vm.host, ["xscontainer-monitor", "--resync", "30"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    name = "tls-event-" + uuid.uuid4().hex[:6]
+    try:
+        wait_for("docker_ps with the container",
+                 lambda: container[:10] in other_config(lab, vm).get("docker_ps", ""))
+        lab.exec(vm.name, ["docker", "run", "-d", "--init", "--name", name, IMAGE, "sleep",
+                           "1d"])
+        wait_for("docker_ps with the new container",
+                 lambda: "<names>%s</names>" % name in other_config(lab, vm).get("docker_ps", ""))
+        assert "<ApiVersion>" in other_config(lab, vm).get("docker_version", "")
+    finally:
+        monitor.terminate()
+        monitor.wait(30)
+        lab.exec(vm.name, ["docker", "rm", "-f", name], check=False)
+        lab.call_plugin(vm.host, "deregister", {"vmuuid": vm.uuid})
+
     # the guest's administrator goes back to the lab's own certificates: another CA
     tlsadmin.reinstall_lab_certificates(lab, vm.name)
     details = failure(lab, vm, container)
@@ -239,13 +270,32 @@ def test_external_certificates(lab: labctl.Lab, tls_vm: labctl.VM, container: st
     assert secret_value(lab, config["xscontainer-tls-client-cert"]).encode() == files["cert.pem"]
     assert "<Id>%s</Id>" % container in inspect(lab, vm, container)
 
-    # replacing the set destroys the old secrets nobody else uses
+    # replacing the set destroys the old secrets nobody else uses...
     old = {config[k] for k in TLS_KEYS}
     again = external(lab, vm, paths)
     assert again.returncode == 0, again.stderr
-    new = {other_config(lab, vm)[k] for k in TLS_KEYS}
+    config = other_config(lab, vm)
+    new = {config[k] for k in TLS_KEYS}
     assert not old & new
     assert not old & set(all_secrets(lab))
+
+    # ... but keeps those a clone (same other-config keys) still uses
+    clone = lab.vms[0]
+    with lab.xapi_session() as s:
+        clone_ref = s.xenapi.VM.get_by_uuid(clone.uuid)
+        for key in TLS_KEYS:
+            s.xenapi.VM.add_to_other_config(clone_ref, key, config[key])
+    try:
+        third = external(lab, vm, paths)
+        assert third.returncode == 0, third.stderr
+        assert new <= set(all_secrets(lab))
+        assert not new & {other_config(lab, vm)[k] for k in TLS_KEYS}
+    finally:
+        with lab.xapi_session() as s:
+            for key in TLS_KEYS:
+                s.xenapi.VM.remove_from_other_config(clone_ref, key)
+            for secret in new:
+                s.xenapi.secret.destroy(s.xenapi.secret.get_by_uuid(secret))
 
 
 def test_external_certificates_of_another_ca_store_nothing(
