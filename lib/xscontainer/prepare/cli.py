@@ -38,7 +38,7 @@ DESCRIPTION = """Prepares VMs for container management.
   --client-cert/--client-key/--ca-cert store certificates of your own (Docker in
   the VM already configured for them), after checking them.
   Either way the client side is kept as XAPI secrets, the chain is checked, and
-  the VM is registered for monitoring."""
+  once it works the VM is registered for monitoring."""
 
 
 class _Parser(argparse.ArgumentParser):

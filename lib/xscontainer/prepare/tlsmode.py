@@ -16,8 +16,10 @@ could break whatever in the VM reads it.
 validated (certs.validate_external) and stored; Docker in the VM is assumed to be
 configured already.
 
-Either way the mode becomes tls, the chain is checked (diagnose) and the VM is
-registered for monitoring.
+Either way the secrets are stored, the mode becomes tls and the chain is checked
+(diagnose); the VM is registered for monitoring once the check passes. (With
+external certificates a failed check leaves them stored: fix what the report
+names, e.g. the VM's firewall, and run the tool again.)
 """
 
 import logging
