@@ -45,8 +45,12 @@ test: deps deps36
 	$(call header,"Python 3.6 with the oldest libraries")
 	$(MAKE) --no-print-directory test-py36
 
+# one pytest run per suite: the suites have test modules of the same name (test_prepare.py
+# in unit/ and integration/), which one pytest process cannot import side by side
 test-source: deps
-	$(PY) -m pytest tests --ignore=tests/packaging
+	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/sim
+	$(PY) -m pytest tests/integration
 
 test-unit: deps
 	$(PY) -m pytest tests/unit
