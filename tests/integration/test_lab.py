@@ -502,7 +502,7 @@ def test_dom0_is_the_hosts_environment(lab: labctl.Lab) -> None:
         assert env["XSC_LAB_HOST"] == host.uuid
         inventory = Path(env["XSCONTAINER_INVENTORY"]).read_text()
         assert "INSTALLATION_UUID='%s'" % host.uuid in inventory
-        assert env["PATH"].split(":")[0] == str(Path(labenv.REPO, "scripts"))
+        assert env["PATH"].split(":")[0] == labenv.tree().bin_dir
     ran = lab.dom0_run(lab.hosts[1].uuid, ["sh", "-c", "echo $XSC_LAB_HOST"])
     assert ran.stdout.strip() == lab.hosts[1].uuid
 
