@@ -5,7 +5,10 @@ publishes docker_info, docker_version and docker_ps, then refreshes what events
 made stale (coalesced), probes a quiet connection and resyncs periodically; and
 the **reader** thread, which blocks in Docker's /events stream and only notes
 which keys an event made stale. paramiko adds its transport thread per SSH
-connection. Nothing grows per event: the coalescer holds at most three keys.
+connection. Nothing grows per event: the coalescers hold at most three keys.
+docker_ps is refreshed `quiet` after a burst of events ends, at the latest
+`max_delay` after its first event; docker_info (counts, engine facts no client
+shows live) on a slower clock (INFO_QUIET / INFO_MAX_DELAY).
 
 A connection ends when the event stream ends or fails, a probe or refresh
 fails, the VM's connection settings change, or monitoring stops; the worker
@@ -36,10 +39,14 @@ log = logging.getLogger(__name__)
 # /info fields that change on their own (clock, goroutines, file descriptors,
 # listeners): a difference only there is not worth a XAPI write.
 VOLATILE_INFO = ("SystemTime", "NGoroutines", "NFd", "NEventsListener")
+# docker_info only matters for its counts and engine facts, which no client
+# shows live: a burst refreshes it on a slower clock than docker_ps.
+INFO_QUIET = 1.0
+INFO_MAX_DELAY = 5.0
 # Containers changed between connecting and the event subscription taking
 # effect are caught by one more refresh this long after connecting.
 CATCH_UP = 2.0
-JOIN_TIMEOUT = 5.0
+JOIN_TIMEOUT = 2.0
 
 Connect = Callable[[Guest], DockerClient]
 
@@ -73,7 +80,9 @@ class VMWorker:
         self._healthy = False
         self._session_no = 0
         self._reader_done: Optional[Tuple[int, Optional[BaseException]]] = None
-        self._coalescer = Coalescer(settings.quiet, settings.max_delay)
+        self._coalescer = Coalescer(settings.quiet, settings.max_delay)  # docker_ps
+        self._info_coalescer = Coalescer(max(settings.quiet, INFO_QUIET),
+                                         max(settings.max_delay, INFO_MAX_DELAY))
         self._backoff = Backoff(settings.backoff_first, settings.backoff_cap)
         self._settings_key: Tuple[Tuple[str, str], ...] = rules.connection_settings(record)
         self._failing_since: Optional[float] = None
@@ -120,7 +129,11 @@ class VMWorker:
         with self._cond:
             self._record = dict(record)
             self.name = str(record.get("name_label", self.name))
-            if new_settings != self._settings_key:
+            if self._client is None and _only_pinned(self._settings_key, new_settings):
+                # most likely our own connection attempt pinning the key: checked
+                # against the server's key once connected (_connection)
+                self._settings_key = new_settings
+            elif new_settings != self._settings_key:
                 log.info("the connection settings of %s changed: reconnecting", self.where)
                 self._settings_key = new_settings
                 self._reconnect = True
@@ -152,12 +165,14 @@ class VMWorker:
             _close_quietly(client)
 
     def status(self) -> Dict[str, Any]:
+        xapi_writes = self.publisher.writes_for(self.ref)
         with self._cond:
             state = "connected" if self._healthy else (
                 "failing" if self._failing_since is not None else "connecting")
             result = dict(self.stats)
             result.update(state=state, name=self.name, alive=self.is_alive(),
-                          failure_posted=self._failure_posted)
+                          failure_posted=self._failure_posted,
+                          xapi_writes=xapi_writes)
         return result
 
     # -- the worker thread -----------------------------------------------------------------
@@ -199,6 +214,11 @@ class VMWorker:
             self._reader_done = None
             self._client = client
             self._settings_key = self._effective_settings(settings_key, client)
+            latest = rules.connection_settings(self._record)
+            if latest != self._settings_key and not _only_pinned(latest, self._settings_key):
+                log.info("the connection settings of %s changed while connecting: "
+                         "reconnecting", self.where)
+                self._reconnect = True
             self.stats["connects"] += 1
             stop = self._stopping or self._reconnect
         reader = threading.Thread(target=self._read_events, args=(client, session_no),
@@ -220,7 +240,8 @@ class VMWorker:
             if started:
                 reader.join(JOIN_TIMEOUT)
                 if reader.is_alive():
-                    log.warning("the event reader of %s did not stop in time", self.where)
+                    log.warning("closing the connection to %s did not end its event stream; "
+                                "its reader stops at the next event", self.where)
 
     def _effective_settings(self, key: Tuple[Tuple[str, str], ...],
                             client: DockerClient) -> Tuple[Tuple[str, str], ...]:
@@ -254,13 +275,14 @@ class VMWorker:
                     now = self._clock()
                     last_traffic = max(last_traffic, self._last_event_at)
                     wake = min(next_resync, last_traffic + self.settings.probe)
-                    for timer in (self._coalescer.due_at(), catch_up):
+                    for timer in (self._coalescer.due_at(), self._info_coalescer.due_at(),
+                                  catch_up):
                         if timer is not None:
                             wake = min(wake, timer)
                     if now >= wake:
                         break
                     self._cond.wait(wake - now)
-                keys = self._coalescer.take(now)
+                keys = self._coalescer.take(now) | self._info_coalescer.take(now)
             if now >= next_resync:
                 keys = events.ALL
                 next_resync = now + self.settings.resync
@@ -282,10 +304,13 @@ class VMWorker:
                 keys = events.stale_keys(event)
                 now = self._clock()
                 with self._cond:
+                    if self._client is not client:
+                        break  # a connection we closed (its transport did not unblock us)
                     self.stats["events"] += 1
                     self._last_event_at = now
                     if keys:
-                        self._coalescer.note(keys, now)
+                        self._coalescer.note(keys - {events.INFO}, now)
+                        self._info_coalescer.note(keys & {events.INFO}, now)
                         self._cond.notify_all()
                 if keys and log.isEnabledFor(logging.DEBUG):
                     log.debug("%s: %r -> refresh %s", self.where, event, ", ".join(sorted(keys)))
@@ -380,6 +405,15 @@ class VMWorker:
         self.publisher.blank(self.ref)
         with self._cond:
             self._info_fingerprint = None
+
+
+def _only_pinned(old: Tuple[Tuple[str, str], ...], new: Tuple[Tuple[str, str], ...]) -> bool:
+    """True if `new` is `old` plus a newly pinned SSH host key."""
+    old_items, new_items = dict(old), dict(new)
+    if rules.HOSTKEY_KEY in old_items or rules.HOSTKEY_KEY not in new_items:
+        return False
+    del new_items[rules.HOSTKEY_KEY]
+    return old_items == new_items
 
 
 def _close_quietly(client: DockerClient) -> None:

@@ -1,0 +1,261 @@
+"""One VM's worker against a fake engine and a recording publisher (short real timings)."""
+
+import queue
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from xscontainer import errors
+from xscontainer.monitor import worker as worker_mod
+from xscontainer.monitor.options import Settings
+from xscontainer.monitor.worker import VMWorker
+
+REF = "OpaqueRef:vm"
+KEY = "AAAAB3NzaC1yc2EAAAADAQABAAABAQC"
+
+
+def record(**other_config: str) -> Dict[str, Any]:
+    config = {"xscontainer-monitor": "True", "xscontainer-username": "core"}
+    config.update(other_config)
+    return {"uuid": "u-1", "name_label": "web", "other_config": config}
+
+
+class FakeSSH:
+    server_key_b64 = KEY
+
+
+class FakeAdapter:
+    ssh = FakeSSH()
+
+
+class FakeDocker:
+    """A DockerClient stand-in: ps() lists `containers`; events() yields what is queued."""
+
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.adapter = FakeAdapter()
+        self.closed = threading.Event()
+        self.where = "VM web (u-1)"
+
+    def ps(self) -> List[Dict[str, Any]]:
+        self.engine.calls.append("ps")
+        if self.engine.fail_ps:
+            raise self.engine.fail_ps
+        return [{"Id": c, "Names": ["/" + c], "Status": "Up 1 second"}
+                for c in sorted(self.engine.containers)]
+
+    def info(self) -> Dict[str, Any]:
+        self.engine.calls.append("info")
+        return {"Containers": len(self.engine.containers), "SystemTime": time.time()}
+
+    def version(self) -> Dict[str, Any]:
+        self.engine.calls.append("version")
+        return {"Version": "20.10", "ApiVersion": "1.41"}
+
+    def events(self, filters: Optional[Dict[str, Any]] = None) -> Any:
+        while not self.closed.is_set():
+            try:
+                item = self.engine.events.get(timeout=0.01)
+            except queue.Empty:
+                continue
+            if item is None:
+                return  # the stream ends (Docker restarted)
+            yield item
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class Engine:
+    def __init__(self) -> None:
+        self.containers: set = set()
+        self.events: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
+        self.calls: List[str] = []
+        self.connects = 0
+        self.fail_connect: Optional[BaseException] = None
+        self.fail_ps: Optional[BaseException] = None
+        self.clients: List[FakeDocker] = []
+
+    def connect(self, guest: Any) -> FakeDocker:
+        if self.fail_connect is not None:
+            raise self.fail_connect
+        self.connects += 1
+        client = FakeDocker(self)
+        self.clients.append(client)
+        return client
+
+    def start(self, name: str) -> None:
+        self.containers.add(name)
+        for action in ("create", "start"):
+            self.events.put({"Type": "container", "Action": action, "Actor": {"ID": name}})
+
+
+class Recorder:
+    """The Publisher methods a worker calls."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.values: Dict[str, Optional[str]] = {}
+        self.sets: List[str] = []
+        self.failures: List[str] = []
+        self.clears = 0
+        self.blanks = 0
+
+    def set(self, ref: str, key: str, value: str) -> None:
+        with self.lock:
+            self.values[key] = value
+            self.sets.append(key)
+
+    def desired(self, ref: str, key: str) -> Optional[str]:
+        with self.lock:
+            return self.values.get(key)
+
+    def set_failure(self, ref: str, body: str) -> None:
+        with self.lock:
+            self.failures.append(body)
+
+    def clear_failure(self, ref: str) -> None:
+        with self.lock:
+            self.clears += 1
+
+    def blank(self, ref: str) -> None:
+        with self.lock:
+            self.blanks += 1
+            self.values = {k: None for k in self.values}
+
+    def writes_for(self, ref: str) -> int:
+        return 0
+
+
+def wait_for(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail("timed out")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def publisher() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def make(engine, publisher, monkeypatch):
+    monkeypatch.setattr(worker_mod, "CATCH_UP", 60.0)
+    monkeypatch.setattr(worker_mod, "INFO_QUIET", 0.05)
+    monkeypatch.setattr(worker_mod, "INFO_MAX_DELAY", 0.2)
+    monkeypatch.setattr(worker_mod, "diagnose", lambda guest: type(
+        "Report", (), {"text": lambda self: "diagnosis: FAIL"})())
+    workers = []
+
+    def start(rec: Optional[Dict[str, Any]] = None, **settings: Any) -> VMWorker:
+        options = dict(resync=60.0, probe=60.0, grace=0.3, quiet=0.05, max_delay=0.2,
+                       backoff_first=0.05, backoff_cap=0.1)
+        options.update(settings)
+        w = VMWorker(REF, rec or record(), None, publisher,  # type: ignore[arg-type]
+                     Settings(**options), connect=engine.connect)
+        w.start()
+        workers.append(w)
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+        assert w.join(5)
+
+
+def test_publishes_all_three_then_follows_events_coalesced(make, engine, publisher):
+    w = make()
+    wait_for(lambda: w.status()["state"] == "connected")
+    assert set(publisher.sets) == {"docker_info", "docker_version", "docker_ps"}
+    assert publisher.clears == 1  # a message an earlier run may have left is looked for
+    ps_before = engine.calls.count("ps")
+    for n in range(50):
+        engine.start("c%d" % n)
+    wait_for(lambda: publisher.values["docker_ps"].count("<entry>") == 50)
+    time.sleep(0.3)
+    assert engine.calls.count("ps") - ps_before <= 5  # 100 events, a few refreshes
+    assert w.status()["events"] == 100
+
+
+def test_a_newly_pinned_key_does_not_reconnect_but_a_changed_one_does(make, engine):
+    w = make()
+    wait_for(lambda: w.status()["state"] == "connected")
+    w.update(record(**{"xscontainer-sshhostkey": KEY}))  # our own pin arriving
+    time.sleep(0.2)
+    assert engine.connects == 1
+    w.update(record(**{"xscontainer-sshhostkey": KEY, "xscontainer-username": "admin"}))
+    wait_for(lambda: engine.connects == 2 and w.status()["state"] == "connected")
+    assert engine.clients[0].closed.is_set()
+
+
+def test_the_stream_ending_reconnects(make, engine):
+    w = make()
+    wait_for(lambda: w.status()["state"] == "connected")
+    engine.events.put(None)
+    wait_for(lambda: engine.connects == 2 and w.status()["state"] == "connected")
+    assert w.status()["failures"] == 1
+
+
+def test_failure_posts_one_message_after_grace_then_recovers(make, engine, publisher):
+    engine.fail_connect = errors.SSHError("Connection refused")
+    w = make()
+    wait_for(lambda: publisher.failures, timeout=5)
+    assert publisher.failures == ["diagnosis: FAIL"] and publisher.blanks == 1
+    time.sleep(0.5)
+    assert len(publisher.failures) == 1  # retries go on, the message is not repeated
+    assert w.status()["failures"] >= 3
+    engine.fail_connect = None
+    wait_for(lambda: w.status()["state"] == "connected")
+    assert publisher.clears == 1
+    assert publisher.values["docker_ps"] is not None  # republished after the blank
+
+
+def test_xapi_failures_do_not_start_the_grace_period(make, engine, publisher):
+    engine.fail_connect = errors.XAPIError("XAPI is down", "OSError")
+    w = make()
+    time.sleep(0.8)
+    assert w.status()["failures"] >= 3 and publisher.failures == []
+
+
+def test_an_unexpected_error_is_logged_and_retried(make, engine, publisher, caplog):
+    engine.fail_ps = KeyError("a bug")
+    w = make()
+    wait_for(lambda: w.status()["failures"] >= 2)
+    assert w.is_alive()
+    assert "failed unexpectedly" in caplog.text and "KeyError" in caplog.text
+    engine.fail_ps = None
+    wait_for(lambda: w.status()["state"] == "connected")
+
+
+def test_stop_closes_the_connection_and_ends_both_threads(make, engine):
+    w = make()
+    wait_for(lambda: w.status()["state"] == "connected")
+    before = threading.active_count()
+    w.stop()
+    assert w.join(2)
+    assert engine.clients[-1].closed.is_set()
+    assert threading.active_count() <= before - 2  # worker and reader
+
+
+def test_probe_checks_a_quiet_connection(make, engine):
+    w = make(probe=0.1)
+    wait_for(lambda: w.status()["state"] == "connected")
+    wait_for(lambda: w.status()["probes"] >= 3)
+
+
+def test_only_pinned():
+    old = (("xscontainer-username", "core"),)
+    assert worker_mod._only_pinned(old, (*old, ("xscontainer-sshhostkey", "K")))
+    assert not worker_mod._only_pinned(old, (("xscontainer-username", "x"),
+                                             ("xscontainer-sshhostkey", "K")))
+    pinned = (("xscontainer-sshhostkey", "K"),)
+    assert not worker_mod._only_pinned(pinned, (("xscontainer-sshhostkey", "L"),))
