@@ -183,6 +183,12 @@ class Publisher:
             entry = self._entries.get(ref)
             return entry is not None and not entry.withdrawing
 
+    def writes_for(self, ref: str) -> int:
+        """other-config write calls made for the VM (a set is two: remove, add)."""
+        with self._cond:
+            entry = self._entries.get(ref)
+            return entry.writes if entry else 0
+
     def written(self, ref: str) -> Dict[str, Optional[str]]:
         with self._cond:
             entry = self._entries.get(ref)
@@ -331,12 +337,14 @@ class Publisher:
                     continue
             if want is None:
                 self.xapi.remove_vm_other_config(ref, key)
+                calls = 1
             else:
                 self.xapi.set_vm_other_config(ref, key, str(want))
+                calls = 2  # remove_from_other_config + add_to_other_config
             with self._cond:
                 entry.written[key] = want  # type: ignore[assignment]
-                entry.writes += 1
-                self.writes += 1
+                entry.writes += calls
+                self.writes += calls
                 if entry.desired.get(key, _UNSET) != want:
                     self._dirty.add(ref)  # changed while we wrote
                 self._cond.notify_all()
