@@ -1,0 +1,184 @@
+"""The supervisor: XAPI records and events in, worker and publisher decisions out."""
+
+from typing import Any, Dict, List
+
+import pytest
+
+from xscontainer.monitor import secrets
+from xscontainer.monitor.options import Settings
+from xscontainer.monitor.pool import Supervisor
+
+HERE, THERE = "OpaqueRef:host-here", "OpaqueRef:host-there"
+
+
+def vm(uuid: str, **changes: Any) -> Dict[str, Any]:
+    record = {"uuid": uuid, "name_label": uuid, "power_state": "Running", "resident_on": HERE,
+              "guest_metrics": "OpaqueRef:gm", "is_control_domain": False,
+              "is_a_template": False, "is_a_snapshot": False,
+              "other_config": {"xscontainer-monitor": "True"}}
+    config = changes.pop("other_config", None)
+    record.update(changes)
+    if config is not None:
+        record["other_config"] = config
+    return record
+
+
+class FakeWorker:
+    def __init__(self, ref: str, record: Dict[str, Any]) -> None:
+        self.ref, self.uuid = ref, record["uuid"]
+        self.records = [record]
+        self.started = self.stopped = False
+        self.alive = True
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.alive = False
+
+    def update(self, record: Dict[str, Any]) -> None:
+        self.records.append(record)
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def join(self, timeout: float) -> bool:
+        return True
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.calls: List[tuple] = []
+        self.jobs: List[Any] = []
+        self.tracked_refs: set = set()
+
+    def track(self, ref, uuid, current):
+        self.calls.append(("track", ref))
+        self.tracked_refs.add(ref)
+
+    def observe(self, ref, current):
+        self.calls.append(("observe", ref, current["docker_ps"]))
+
+    def withdraw(self, ref):
+        self.calls.append(("withdraw", ref))
+        self.tracked_refs.discard(ref)
+
+    def forget(self, ref):
+        self.calls.append(("forget", ref))
+        self.tracked_refs.discard(ref)
+
+    def submit(self, name, job, delay=0.0):
+        self.jobs.append((name, job, delay))
+
+    def is_tracked(self, ref):
+        return ref in self.tracked_refs
+
+
+@pytest.fixture
+def sup():
+    workers: Dict[str, FakeWorker] = {}
+
+    def factory(ref, record):
+        workers[ref] = FakeWorker(ref, record)
+        return workers[ref]
+
+    supervisor = Supervisor(FakePublisher(), Settings(sweep_delay=7.0), factory)  # type: ignore[arg-type]
+    supervisor.fake_workers = workers  # type: ignore[attr-defined]
+    return supervisor
+
+
+def test_full_load_starts_exactly_the_vms_to_monitor(sup):
+    records = {"OpaqueRef:a": vm("a"), "OpaqueRef:b": vm("b", resident_on=THERE),
+               "OpaqueRef:c": vm("c", other_config={}), "OpaqueRef:t": vm("t", is_a_template=True)}
+    sup.full_load(records, HERE, THERE)
+    assert [w.uuid for w in sup.workers()] == ["a"]
+    assert sup.fake_workers["OpaqueRef:a"].started
+    assert ("track", "OpaqueRef:a") in sup.publisher.calls
+
+
+def test_events_start_update_and_stop(sup):
+    sup.full_load({}, HERE, HERE)
+    sup.on_events([{"class": "vm", "operation": "add", "ref": "OpaqueRef:a", "snapshot": vm("a")}])
+    worker = sup.fake_workers["OpaqueRef:a"]
+    changed = vm("a", other_config={"xscontainer-monitor": "True", "docker_ps": "<x/>"})
+    sup.on_events([{"class": "vm", "operation": "mod", "ref": "OpaqueRef:a", "snapshot": changed}])
+    assert worker.records[-1] is changed
+    assert ("observe", "OpaqueRef:a", "<x/>") in sup.publisher.calls
+    away = vm("a", resident_on=THERE)  # migrated to another host
+    sup.on_events([{"class": "vm", "operation": "mod", "ref": "OpaqueRef:a", "snapshot": away}])
+    assert worker.stopped and sup.workers() == []
+    assert sup.publisher.calls[-1] == ("withdraw", "OpaqueRef:a")
+    back = vm("a")
+    sup.on_events([{"class": "vm", "operation": "mod", "ref": "OpaqueRef:a", "snapshot": back}])
+    assert sup.fake_workers["OpaqueRef:a"] is not worker and sup.workers()
+
+
+def test_a_vm_gone_while_disconnected_is_noticed_at_the_next_full_load(sup):
+    sup.full_load({"OpaqueRef:a": vm("a")}, HERE, HERE)
+    sup.full_load({}, HERE, HERE)
+    assert sup.fake_workers["OpaqueRef:a"].stopped
+    assert ("forget", "OpaqueRef:a") in sup.publisher.calls
+
+
+def test_tls_secrets_are_cleaned_up_by_the_master_only(sup):
+    tls = {"xscontainer-tls-ca-cert": "s1", "xscontainer-tls-client-key": "s2"}
+    for master, expected in ((THERE, 0), (HERE, 1)):
+        sup.publisher.jobs.clear()
+        sup.full_load({"OpaqueRef:t": vm("t", is_a_template=True, other_config=tls)},
+                      HERE, master)
+        sup.on_events([{"class": "vm", "operation": "del", "ref": "OpaqueRef:t"}])
+        assert len(sup.publisher.jobs) == expected
+
+
+def test_the_cleanup_keeps_secrets_still_referenced():
+    class X:
+        def __init__(self):
+            self.destroyed = []
+
+        def call(self, method):
+            assert method == "VM.get_all_records"
+            return {"OpaqueRef:snap": vm("s", is_a_snapshot=True,
+                                         other_config={"xscontainer-tls-ca-cert": "s1"})}
+
+        def destroy_secret(self, uuid):
+            self.destroyed.append(uuid)
+
+    x = X()
+    secrets.cleanup_job("OpaqueRef:gone", ["s1", "s2"])(x)  # type: ignore[arg-type]
+    assert x.destroyed == ["s2"]
+
+
+def test_master_learns_about_a_new_master(sup):
+    sup.full_load({}, HERE, THERE)
+    assert not sup.is_master
+    sup.on_events([{"class": "pool", "operation": "mod", "ref": "OpaqueRef:pool",
+                    "snapshot": {"master": HERE}}])
+    assert sup.is_master
+
+
+def test_halted_vm_with_docker_data_is_swept_later_by_the_master(sup):
+    stale = vm("h", power_state="Halted", resident_on="OpaqueRef:NULL",
+               other_config={"docker_ps": "<docker_ps/>"})
+    sup.full_load({"OpaqueRef:h": stale}, HERE, HERE)
+    ((name, _job, delay),) = sup.publisher.jobs
+    assert delay == 7.0 and "sweeping" in name
+    sup.on_record("OpaqueRef:h", stale)  # not scheduled twice
+    assert len(sup.publisher.jobs) == 1
+
+
+def test_dead_workers_are_restarted(sup):
+    sup.full_load({"OpaqueRef:a": vm("a")}, HERE, HERE)
+    first = sup.fake_workers["OpaqueRef:a"]
+    first.alive = False
+    sup.check()
+    assert sup.fake_workers["OpaqueRef:a"] is not first and sup.restarts == 1
+
+
+def test_stop_all_withdraws_every_monitored_vm(sup):
+    sup.full_load({"OpaqueRef:a": vm("a"), "OpaqueRef:b": vm("b")}, HERE, HERE)
+    assert sup.stop_all(1.0)
+    assert {c for c in sup.publisher.calls if c[0] == "withdraw"} == {
+        ("withdraw", "OpaqueRef:a"), ("withdraw", "OpaqueRef:b")}
+    sup.on_record("OpaqueRef:c", vm("c"))  # nothing starts once stopped
+    assert "OpaqueRef:c" not in sup.fake_workers
