@@ -176,7 +176,8 @@ def test_publishes_all_three_then_follows_events_coalesced(make, engine, publish
     w = make()
     wait_for(lambda: w.status()["state"] == "connected")
     assert set(publisher.sets) == {"docker_info", "docker_version", "docker_ps"}
-    assert publisher.clears == 1  # a message an earlier run may have left is looked for
+    # once the connection proved stable, a message an earlier run may have left goes
+    wait_for(lambda: publisher.clears == 1)
     ps_before = engine.calls.count("ps")
     for n in range(50):
         engine.start("c%d" % n)
@@ -215,8 +216,21 @@ def test_failure_posts_one_message_after_grace_then_recovers(make, engine, publi
     assert w.status()["failures"] >= 3
     engine.fail_connect = None
     wait_for(lambda: w.status()["state"] == "connected")
-    assert publisher.clears == 1
     assert publisher.values["docker_ps"] is not None  # republished after the blank
+    wait_for(lambda: publisher.clears == 1)
+    assert w.status()["failure_posted"] is False
+
+
+def test_a_guest_that_fails_right_after_each_connect_still_gets_its_message(
+        make, engine, publisher):
+    w = make()
+    wait_for(lambda: w.status()["state"] == "connected")
+    deadline = time.monotonic() + 3.0
+    while not publisher.failures and time.monotonic() < deadline:
+        engine.events.put(None)  # Docker crashes again and again
+        time.sleep(0.02)
+    assert publisher.failures == ["diagnosis: FAIL"]
+    assert w.status()["failures"] >= 3
 
 
 def test_xapi_failures_do_not_start_the_grace_period(make, engine, publisher):

@@ -47,6 +47,9 @@ INFO_MAX_DELAY = 5.0
 # effect are caught by one more refresh this long after connecting.
 CATCH_UP = 2.0
 JOIN_TIMEOUT = 2.0
+# A connection that stays up this long (or `grace`, if shorter) ends a failure
+# episode: the message goes, the backoff restarts from its first delay.
+STABLE = 10.0
 
 Connect = Callable[[Guest], DockerClient]
 
@@ -88,6 +91,7 @@ class VMWorker:
         self._failing_since: Optional[float] = None
         self._failure_posted = False
         self._message_checked = False
+        self._healthy_since: Optional[float] = None
         self._info_fingerprint: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
         self._last_event_at = 0.0
@@ -236,6 +240,7 @@ class VMWorker:
             with self._cond:
                 self._client = None
                 self._healthy = False
+                self._healthy_since = None
             _close_quietly(client)
             if started:
                 reader.join(JOIN_TIMEOUT)
@@ -276,13 +281,14 @@ class VMWorker:
                     last_traffic = max(last_traffic, self._last_event_at)
                     wake = min(next_resync, last_traffic + self.settings.probe)
                     for timer in (self._coalescer.due_at(), self._info_coalescer.due_at(),
-                                  catch_up):
+                                  catch_up, self._stable_at()):
                         if timer is not None:
                             wake = min(wake, timer)
                     if now >= wake:
                         break
                     self._cond.wait(wake - now)
                 keys = self._coalescer.take(now) | self._info_coalescer.take(now)
+            self._check_stable(now)
             if now >= next_resync:
                 keys = events.ALL
                 next_resync = now + self.settings.resync
@@ -341,18 +347,41 @@ class VMWorker:
     # -- health ------------------------------------------------------------------------------
 
     def _became_healthy(self) -> None:
+        """Connected and published. The failure episode ends once the connection
+        has stayed up for `_stable` seconds (_check_stable): a guest whose Docker
+        keeps crashing right after each connect still gets its message, and backs off."""
         with self._cond:
+            self._healthy = True
+            self._healthy_since = self._clock()
+            self.stats["last_error"] = ""
+
+    @property
+    def _stable(self) -> float:
+        return min(STABLE, self.settings.grace)
+
+    def _stable_at(self) -> Optional[float]:
+        """When the current connection counts as recovered (None: nothing to do)."""
+        if self._healthy_since is None:
+            return None
+        if self._failing_since is None and self._message_checked:
+            return None
+        return self._healthy_since + self._stable
+
+    def _check_stable(self, now: float) -> None:
+        with self._cond:
+            due = self._stable_at()
+            if due is None or now < due:
+                return
             recovered = self._failing_since is not None
             posted = self._failure_posted
             self._failing_since = None
             self._failure_posted = False
-            self._healthy = True
-            self.stats["last_error"] = ""
+            check = posted or not self._message_checked
+            self._message_checked = True
         self._backoff.reset()
         if recovered:
             log.info("monitoring %s works again", self.where)
-        if posted or not self._message_checked:
-            self._message_checked = True
+        if check:
             self.publisher.clear_failure(self.ref)
 
     def _failed(self, exc: BaseException) -> None:
