@@ -89,6 +89,7 @@ test-packaging: deps deps36
 	$(PY) -m pytest tests/packaging
 
 ## test-installed: the integration suite with plugin, package and programs from the installed RPM
+## (built from HEAD, as CI's clean checkout: uncommitted changes are not in it)
 test-installed: install-root
 	XSC_LAB_INSTALL_ROOT=$(abspath $(INSTALL_ROOT)) $(PY) -m pytest tests/integration
 
