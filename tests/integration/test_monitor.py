@@ -413,6 +413,25 @@ def test_shutdown_removes_the_keys_and_start_brings_them_back(lab, xs, monitors,
              why=monitor.log_tail)
 
 
+def test_monitoring_waits_for_guest_metrics(lab, xs, monitors, vm1):
+    """A VM whose guest tools have not reported yet is not monitored; it is as
+    soon as they do, and no longer when they stop reporting."""
+    ref = ref_of(xs, vm1)
+    networks = {"0/ip": vm1.ip, "0/ipv4/0": vm1.ip}
+    try:
+        xs.lab.VM.set_guest_networks(ref, {})
+        monitor = monitors(vm1.host)
+        register(xs, vm1)
+        time.sleep(1.5)
+        assert not monitor.vm(vm1.uuid) and docker_keys(xs, vm1) == {}
+        xs.lab.VM.set_guest_networks(ref, networks)
+        wait_for("docker keys", lambda: len(docker_keys(xs, vm1)) == 3, why=monitor.log_tail)
+        xs.lab.VM.set_guest_networks(ref, {})
+        wait_for("the keys removed", lambda: not docker_keys(xs, vm1), why=monitor.log_tail)
+    finally:
+        xs.lab.VM.set_guest_networks(ref, networks)
+
+
 def test_master_sweeps_docker_keys_left_on_a_halted_vm(lab, xs, monitors, vm1):
     ref = ref_of(xs, vm1)
     xs.VM.hard_shutdown(ref)  # as if its host's monitor had crashed before removing them
