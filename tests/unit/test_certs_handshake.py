@@ -203,3 +203,66 @@ def test_unloadable_material_says_what_to_do(good: certs.GeneratedSet) -> None:
         tls.make_context(tls.Material(good.client_cert, good.server_key, good.ca_cert), VM)
     assert "--mode tls" in exc.value.message
     assert "PRIVATE" not in exc.value.message
+
+
+class StreamingServer(Server):
+    """Answers /version like Docker, and /events with one event and then silence
+    (a live stream that is never closed by the server)."""
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        try:
+            with self.context.wrap_socket(conn, server_side=True) as s:
+                while True:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            return
+                        data += chunk
+                    if b" /v1.41/events" in data.split(b"\r\n", 1)[0]:
+                        event = b'{"Type":"container","Action":"start","Actor":{"ID":"x"}}\n'
+                        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                  b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n"
+                                  % (len(event), event))
+                        s.recv(1)  # hold the stream open until the client goes away
+                        return
+                    body = json.dumps({"ApiVersion": "1.41", "Version": "20.10-test"}).encode()
+                    s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        except (OSError, ssl.SSLError):
+            pass
+
+
+def test_closing_the_client_ends_a_blocked_event_stream(tmp_path: Path,
+                                                        good: certs.GeneratedSet) -> None:
+    srv = StreamingServer(tmp_path, good.server_cert, good.server_key, client_ca=good.ca_cert)
+    context = tls.make_context(good.client_material(), VM)
+    client = DockerClient(tls.TLSAdapter(LOCAL, context, VM, "VM test", 30.0, port=srv.port),
+                          "VM test", 30.0).negotiate()
+    seen: List[dict] = []
+    first = threading.Event()
+
+    def read() -> None:
+        for event in client.events():
+            seen.append(event)
+            first.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    try:
+        reader.start()
+        assert first.wait(10)
+        client.close()  # the monitor's stop: the reader must not wait for a next event
+        reader.join(5)
+        assert not reader.is_alive()
+        assert seen == [{"Type": "container", "Action": "start", "Actor": {"ID": "x"}}]
+    finally:
+        client.close()
+        srv.close()

@@ -28,6 +28,8 @@ import shutil
 import socket
 import ssl
 import tempfile
+import threading
+import weakref
 from typing import Any, List, Optional, Tuple
 
 import urllib3.connection
@@ -300,6 +302,7 @@ class _TLSConnection(urllib3.connection.HTTPConnection):
         if self._first is not None:
             self.sock, self._first = self._first, None
             self.sock.settimeout(self._pool.io_timeout)
+            self._pool.track(self.sock)
             return
         pool = self._pool
         try:
@@ -315,6 +318,7 @@ class _TLSConnection(urllib3.connection.HTTPConnection):
         tls_sock = handshake(raw, pool.address, pool.context, pool.handshake_timeout,
                              pool.vm_uuid, pool.where)
         tls_sock.settimeout(pool.io_timeout)
+        pool.track(tls_sock)
         self.sock = tls_sock
 
 
@@ -337,16 +341,32 @@ class _TLSPool(urllib3.connectionpool.HTTPConnectionPool):
         self.connect_timeout = connect_timeout
         self.handshake_timeout = handshake_timeout
         self._first = first
+        # every socket handed out, idle or in use (e.g. carrying an event stream)
+        self._sockets: "weakref.WeakSet[ssl.SSLSocket]" = weakref.WeakSet()
+        self._sockets_lock = threading.Lock()
+
+    def track(self, sock: ssl.SSLSocket) -> None:
+        with self._sockets_lock:
+            self._sockets.add(sock)
 
     def _new_conn(self) -> _TLSConnection:
         first, self._first = self._first, None
         return _TLSConnection(self, first)
 
     def close(self) -> None:
+        """Close idle connections and shut down the busy ones too, so that a
+        thread blocked reading (an event stream) returns at once."""
         first, self._first = self._first, None
         if first is not None:
             first.close()
         urllib3.connectionpool.HTTPConnectionPool.close(self)
+        with self._sockets_lock:
+            busy = list(self._sockets)
+        for sock in busy:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
 
 
 class TLSAdapter(BoundedAdapter):
