@@ -141,6 +141,7 @@ def encode(root_name: str, value: Any) -> str:
 # --- docker_ps -----------------------------------------------------------------
 
 _EXITED = re.compile(r"Exited \([^)]*\)")
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
 def normalize_status(status: str) -> str:
@@ -156,6 +157,15 @@ def normalize_status(status: str) -> str:
         return "Up (Paused)" if "(Paused)" in status else "Up"
     exited = _EXITED.match(status)
     return exited.group(0) if exited else status
+
+
+def health_of(status: str) -> str:
+    """The health in Docker's status text: ``Up 3 minutes (healthy)`` -> ``healthy``;
+    ``unhealthy``, ``starting`` likewise; '' for a container without a health check."""
+    found = _HEALTH.search(status)
+    if found is None:
+        return ""
+    return "starting" if found.group(1) == "health: starting" else found.group(1)
 
 
 def _first_name(names: Any) -> str:
@@ -214,6 +224,12 @@ def _ps_entry(container: Mapping) -> Dict[str, Any]:
         "command": "" if lowered.get("command") is None else lowered["command"],
         "ports": [_port(port) for port in ports] if isinstance(ports, list) else [],
     }
+    # normalize_status drops the health suffix (clients compare exact strings), so
+    # the health is kept in a field of its own, and a health change shows; newer
+    # engines that send their own Health object keep theirs.
+    health = health_of(status) if isinstance(status, str) else ""
+    if health and "health" not in lowered:
+        entry["health"] = health
     for key, value in lowered.items():
         if key not in entry:
             entry[key] = value

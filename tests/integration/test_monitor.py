@@ -306,6 +306,28 @@ def test_register_publishes_and_containers_follow_the_guest(lab, xs, monitors, v
     assert monitor.vm(vm1.uuid)["state"] == "connected"
 
 
+def test_health_changes_show(lab, xs, monitors, vm1):
+    monitor = monitors(vm1.host)
+    register(xs, vm1)
+    wait_for("docker keys", lambda: len(docker_keys(xs, vm1)) == 3, why=monitor.log_tail)
+    # healthy while /tmp/ok exists; checked every second
+    cid = lab.exec(vm1.name, [
+        "docker", "run", "-d", "--init", "--name", "mon-health", "--health-cmd",
+        "test -e /tmp/ok", "--health-interval", "1s", "--health-retries", "1",
+        IMAGE, "sh", "-c", ": > /tmp/ok; exec sleep 1d"]).stdout.strip()
+
+    def health() -> str:
+        entries = ps_entries(other_config(xs, vm1).get("docker_ps", "<docker_ps/>"))
+        return next((e.get("health", "") for e in entries if e["id"] == cid), "")
+
+    wait_for("healthy", lambda: health() == "healthy", why=monitor.log_tail)
+    lab.exec(vm1.name, ["docker", "exec", "mon-health", "busybox", "rm", "/tmp/ok"])
+    wait_for("unhealthy", lambda: health() == "unhealthy", why=monitor.log_tail)
+    lab.exec(vm1.name, ["docker", "exec", "mon-health", "busybox", "touch", "/tmp/ok"])
+    wait_for("healthy again", lambda: health() == "healthy", why=monitor.log_tail)
+    assert published(xs, vm1) == {cid: ("mon-health", "Up")}  # status stays what XO compares
+
+
 def test_deregister_removes_the_keys(lab, xs, monitors, vm1):
     monitor = monitors(vm1.host)
     run(lab, vm1, "mon-dereg")

@@ -807,3 +807,39 @@ def test_docker_inspect() -> None:
     assert tree_lookup(tree, "NetworkSettings", "Ports", "443/tcp") == ["None"]
     bindings = tree_lookup(tree, "NetworkSettings", "Ports", "80/tcp")
     assert [tree_lookup([item], "item", "HostIp") for item in bindings] == [["0.0.0.0"], ["::"]]
+
+
+# --- health ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status, health", [
+    ("Up 3 minutes (healthy)", "healthy"),
+    ("Up 5 seconds (health: starting)", "starting"),
+    ("Up About an hour (unhealthy)", "unhealthy"),
+    ("Up 2 hours (Paused)", ""),
+    ("Exited (0) 3 seconds ago", ""),
+    ("Up 3 minutes", ""),
+])
+def test_health_is_read_from_the_status_text(status: str, health: str) -> None:
+    assert xmlenc.health_of(status) == health
+
+
+def test_docker_ps_keeps_health_in_its_own_field() -> None:
+    base = {"Id": "a" * 64, "Names": ["/web"], "Image": "i", "Command": "c", "Created": 1,
+            "Ports": [], "State": "running"}
+    healthy = ET.fromstring(xmlenc.docker_ps([dict(base, Status="Up 3 minutes (healthy)")]))
+    entry = healthy.find("item/entry")
+    assert entry is not None
+    assert entry.findtext("status") == "Up"  # exactly what Xen Orchestra compares
+    assert entry.findtext("health") == "healthy"
+    assert [child.tag for child in entry][:9] == [
+        "id", "names", "container", "status", "created", "image", "command", "ports", "health"]
+    unhealthy = xmlenc.docker_ps([dict(base, Status="Up 4 minutes (unhealthy)")])
+    assert ET.fromstring(unhealthy).findtext("item/entry/health") == "unhealthy"
+    plain = ET.fromstring(xmlenc.docker_ps([dict(base, Status="Up 3 minutes")]))
+    assert plain.find("item/entry/health") is None
+    # an engine that sends its own Health object keeps it, in Docker's case
+    own = ET.fromstring(xmlenc.docker_ps([dict(base, Status="Up 1 second (healthy)",
+                                               Health={"Status": "healthy",
+                                                       "FailingStreak": 0})]))
+    assert own.findtext("item/entry/health/Status") == "healthy"
