@@ -730,3 +730,38 @@ def test_warm_path_answers_only_for_vms_it_monitors(lab, xs, monitors, vm1, vm2)
     assert answer["error"][0] == "XSCONTAINER_INVALID_ARGUMENT"
     answer = control_request(monitor.run_dir, {"fn": "rm", "vmuuid": vm1.uuid})
     assert answer["error"][0] == "XSCONTAINER_INVALID_ARGUMENT"
+
+
+# -- TLS secrets ----------------------------------------------------------------------------
+
+
+def test_tls_secrets_go_with_the_last_vm_that_names_them(lab, xs, monitors, vm1):
+    """Clones share their TLS secrets; the master's monitor destroys them only
+    when the last VM naming them is destroyed."""
+    monitors(lab.master)
+    home = ref_of(xs, vm1)
+    xs.VM.hard_shutdown(home)
+    clones = [xs.VM.clone(home, "xsc-clone-%d" % n) for n in (1, 2)]
+    secrets = {key: xs.secret.get_uuid(xs.secret.create({"value": "pem for " + key}))
+               for key in ("xscontainer-tls-client-cert", "xscontainer-tls-client-key",
+                           "xscontainer-tls-ca-cert")}
+
+    def alive() -> List[str]:
+        existing = {record["uuid"] for record in xs.secret.get_all_records().values()}
+        return sorted(uuid for uuid in secrets.values() if uuid in existing)
+
+    try:
+        for clone in clones:
+            for key, uuid_ in secrets.items():
+                xs.VM.add_to_other_config(clone, key, uuid_)
+        time.sleep(1)  # the monitor has seen both records
+        xs.VM.destroy(clones.pop())
+        time.sleep(3)
+        assert alive() == sorted(secrets.values())  # the other clone still names them
+        xs.VM.destroy(clones.pop())
+        wait_for("the secrets to go", lambda: alive() == [])
+    finally:
+        for clone in clones:
+            xs.VM.destroy(clone)
+        for uuid_ in alive():
+            xs.secret.destroy(xs.secret.get_by_uuid(uuid_))

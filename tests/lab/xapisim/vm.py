@@ -1,6 +1,7 @@
 """VM power operations (XAPI state only: the guests are simulated elsewhere),
 guest metrics, VIFs, and the lab's control of a VM's guest networks."""
 
+import copy
 import random
 from typing import Any, Dict, List
 
@@ -137,6 +138,59 @@ def register(api: Api) -> None:
         Field("options", MAP).coerce(options)
         _require(vm, record, ("Running",))
         call.store.update("VM", vm, resident_on=host)
+
+    @api.method("VM.clone")
+    def clone(call: Call, vm: Any, new_name: Any) -> str:
+        """A halted copy: same settings and other-config (so the TLS secrets it
+        names are shared, as xapi's clones share them), copies of its disks, an
+        empty CD drive where it has one, its VIFs with new MACs."""
+        from .storage import create_vdi_file, vdi_file  # noqa: PLC0415 (storage imports vm)
+
+        record = call.store.get("VM", vm)
+        if record["is_control_domain"]:
+            raise ApiError("OPERATION_NOT_ALLOWED", "cannot clone a control domain")
+        if not record["is_a_template"]:
+            _require(vm, record, ("Halted",))
+        if not isinstance(new_name, str):
+            raise field_type_error("new_name")
+        values = copy.deepcopy(record)
+        values.update(uuid=new_uuid(), name_label=new_name, power_state="Halted",
+                      resident_on=NULL_REF, guest_metrics=NULL_REF, domid="-1")
+        new_vm = call.store.create("VM", values)
+        for vbd in call.store.children("VBD", "VM", vm):
+            vbd_values = copy.deepcopy(call.store.get("VBD", vbd))
+            vbd_values.update(uuid=new_uuid(), VM=new_vm, currently_attached=False)
+            if vbd_values["VDI"] != NULL_REF and vbd_values["type"] == "Disk":
+                vdi_values = copy.deepcopy(call.store.get("VDI", vbd_values["VDI"]))
+                vdi_values["uuid"] = vdi_values["location"] = new_uuid()
+                new_vdi = call.store.create("VDI", vdi_values)
+                # the lab's VM disks hold no data: a sparse file of the same size
+                create_vdi_file(vdi_file(call.config.lab_dir, call.store, new_vdi),
+                                int(vdi_values["virtual_size"]))
+                vbd_values["VDI"] = new_vdi
+            elif vbd_values["type"] == "CD":
+                vbd_values.update(VDI=NULL_REF, empty=True)
+            call.store.create("VBD", vbd_values)
+        for vif in call.store.children("VIF", "VM", vm):
+            vif_values = copy.deepcopy(call.store.get("VIF", vif))
+            octets = [0x02] + [random.randint(0, 255) for _ in range(5)]
+            vif_values.update(uuid=new_uuid(), VM=new_vm, currently_attached=False,
+                              MAC=":".join("%02x" % o for o in octets))
+            call.store.create("VIF", vif_values)
+        return new_vm
+
+    @api.method("VM.destroy")
+    def destroy(call: Call, vm: Any) -> None:
+        """Forget a halted VM: its VBDs and VIFs go, its VDIs stay (as in xapi)."""
+        record = call.store.get("VM", vm)
+        if record["is_control_domain"]:
+            raise ApiError("OPERATION_NOT_ALLOWED", "cannot destroy a control domain")
+        _require(vm, record, ("Halted",))
+        for cls in ("VBD", "VIF"):
+            for child in call.store.children(cls, "VM", vm):
+                call.store.destroy(cls, child)
+        call.store.lab["guest_networks"].pop(vm, None)
+        call.store.destroy("VM", vm)
 
     @api.method("VM.get_allowed_VBD_devices")
     def allowed_vbd_devices(call: Call, vm: Any) -> List[str]:
