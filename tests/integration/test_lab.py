@@ -162,7 +162,10 @@ def test_up_refuses_while_a_lab_is_up(lab: labctl.Lab) -> None:
 
 def test_up_refuses_names_another_lab_uses(lab: labctl.Lab, tmp_path: Path) -> None:
     other = dict(os.environ, XSC_LAB_DIR=str(tmp_path / "lab"))
-    clash = lab_cmd("up", "--vms", "1", "--hosts", "1", "--first", str(FIRST), env=other)
+    try:
+        clash = lab_cmd("up", "--vms", "1", "--hosts", "1", "--first", str(FIRST), env=other)
+    finally:
+        lab_cmd("down", env=other)  # should it have come up after all, leave nothing behind
     assert clash.returncode != 0
     assert "network namespace %s exists" % lab.vms[0].name in clash.stderr
     assert lab_cmd("status").returncode == 0  # the running lab was not touched
