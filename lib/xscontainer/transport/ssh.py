@@ -19,7 +19,7 @@ import queue
 import socket
 import struct
 import time
-from typing import Any, Deque, List, Optional, Tuple
+from typing import Any, Callable, Deque, List, Optional, Tuple
 
 import paramiko
 import urllib3.connection
@@ -118,10 +118,9 @@ class SSHSession:
 
         The caller pins `session.server_key_b64` when there was no pin yet.
         """
-        session = cls._handshake(sock, address, username, pinned_key_b64, vm_uuid, timeouts)
-        try:
+        def authenticate(transport: paramiko.Transport) -> None:
             try:
-                session.transport.auth_publickey(username, pkey)
+                transport.auth_publickey(username, pkey)
             except paramiko.AuthenticationException as exc:
                 raise errors.SSHAuthFailed(
                     "The VM refused the pool's SSH key for user '%s' at %s. Install the key with "
@@ -130,15 +129,9 @@ class SSHSession:
                                                                    username),
                     vm_uuid,
                 ) from exc
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                raise errors.SSHError(
-                    "SSH authentication with %s failed: %s" % (address, _text(exc))
-                ) from exc
-            session.transport.set_keepalive(KEEPALIVE_SECONDS)
-            return session
-        except BaseException:
-            session.close()
-            raise
+
+        return cls._open(sock, address, username, pinned_key_b64, vm_uuid, timeouts,
+                         authenticate)
 
     @classmethod
     def open_with_password(cls, sock: socket.socket, address: str, username: str, password: str,
@@ -146,10 +139,10 @@ class SSHSession:
                            timeouts: Optional[Timeouts] = None) -> "SSHSession":
         """As `open`, authenticating with the user's password (keyboard-interactive
         as a fallback, for sshd set up for PAM prompts). For xscontainer-prepare-vm."""
-        session = cls._handshake(sock, address, username, pinned_key_b64, vm_uuid, timeouts)
-        try:
+
+        def authenticate(transport: paramiko.Transport) -> None:
             try:
-                session.transport.auth_password(username, password, fallback=True)
+                transport.auth_password(username, password, fallback=True)
             except paramiko.BadAuthenticationType as exc:
                 raise errors.SSHAuthFailed(
                     "The SSH server of the VM at %s does not accept passwords (it allows: %s). "
@@ -165,6 +158,19 @@ class SSHSession:
                                                                                    username),
                     vm_uuid,
                 ) from exc
+
+        return cls._open(sock, address, username, pinned_key_b64, vm_uuid, timeouts,
+                         authenticate)
+
+    @classmethod
+    def _open(cls, sock: socket.socket, address: str, username: str,
+              pinned_key_b64: Optional[str], vm_uuid: str, timeouts: Optional[Timeouts],
+              authenticate: Callable[[paramiko.Transport], None]) -> "SSHSession":
+        """Handshake (host key checked), `authenticate`, keepalives; closed on failure."""
+        session = cls._handshake(sock, address, username, pinned_key_b64, vm_uuid, timeouts)
+        try:
+            try:
+                authenticate(session.transport)
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise errors.SSHError(
                     "SSH authentication with %s failed: %s" % (address, _text(exc))
