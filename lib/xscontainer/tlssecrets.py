@@ -14,18 +14,18 @@ failure half way never leaves the VM without a usable set.
 """
 
 import logging
-from typing import Dict, Iterable, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Set
 
-from xscontainer import errors
+from xscontainer import errors, keys
 from xscontainer.transport.tls import Material
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-CLIENT_CERT_KEY = "xscontainer-tls-client-cert"
-CLIENT_KEY_KEY = "xscontainer-tls-client-key"
-CA_CERT_KEY = "xscontainer-tls-ca-cert"
-KEYS = (CLIENT_CERT_KEY, CLIENT_KEY_KEY, CA_CERT_KEY)
+CLIENT_CERT_KEY = keys.TLS_CLIENT_CERT
+CLIENT_KEY_KEY = keys.TLS_CLIENT_KEY
+CA_CERT_KEY = keys.TLS_CA_CERT
+KEYS = keys.TLS_SECRETS
 _GONE = ("UUID_INVALID", "HANDLE_INVALID")
 
 
@@ -57,27 +57,31 @@ def load(xapi: Xapi, vm_uuid: str, other_config: Mapping[str, str], where: str) 
     return Material(values[CLIENT_CERT_KEY], values[CLIENT_KEY_KEY], values[CA_CERT_KEY])
 
 
-def references(xapi: Xapi, secret_uuid: str) -> List[str]:
-    """Refs of the VM records (templates and snapshots included) that name the secret."""
-    records = xapi.call("VM.get_all_records")
-    return [ref for ref, record in records.items()
-            if secret_uuid in secret_uuids(record.get("other_config") or {}).values()]
+def referenced(records: Mapping[str, Mapping[str, Any]]) -> Set[str]:
+    """Every TLS secret uuid some VM record (templates and snapshots included) names."""
+    found: Set[str] = set()
+    for record in records.values():
+        found.update(secret_uuids(record.get("other_config") or {}).values())
+    return found
 
 
 def destroy_unreferenced(xapi: Xapi, secret_uuids_: Iterable[str]) -> List[str]:
     """Destroy each of the secrets that no VM names any more; returns those destroyed.
 
-    For xscontainer-prepare-vm (a replaced set) and the monitor (a destroyed VM).
+    For xscontainer-prepare-vm (a replaced set) and the monitor (a destroyed VM:
+    clones share their secrets). A secret already gone is fine.
     """
+    wanted = set(secret_uuids_)
+    if not wanted:
+        return []
+    in_use = referenced(xapi.call("VM.get_all_records"))
     destroyed = []
-    for secret_uuid in sorted(set(secret_uuids_)):
-        users = references(xapi, secret_uuid)
-        if users:
-            log.info("keeping TLS secret %s: %d VM record(s) still use it", secret_uuid,
-                     len(users))
+    for secret_uuid in sorted(wanted):
+        if secret_uuid in in_use:
+            log.info("keeping TLS secret %s: a VM record still names it", secret_uuid)
             continue
         xapi.destroy_secret(secret_uuid)
-        log.info("destroyed TLS secret %s (no VM uses it)", secret_uuid)
+        log.info("destroyed TLS secret %s (no VM names it)", secret_uuid)
         destroyed.append(secret_uuid)
     return destroyed
 
