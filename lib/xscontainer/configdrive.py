@@ -44,8 +44,8 @@ from typing import IO, Any, Callable, Dict, List, Optional, Tuple, cast
 
 import XenAPI
 
-from xscontainer import errors, iso, paths
-from xscontainer.xapi import NULL_REF, Xapi
+from xscontainer import errors, iso, keys, paths
+from xscontainer.xapi import NULL_REF, Xapi, failure_code
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,9 @@ TOOLS_ISO_GLOB = re.compile(r"^.*tools-.*\.iso$")
 
 DRIVE_NAME = "Automatic Config Drive"
 # VDI and VBD other-config flag; XenCenter tests the VDI's, case-insensitively
-DRIVE_KEY = "config-drive"
-MONITOR_KEY = "xscontainer-monitor"
-HIN_PREF_KEY = "xscontainer-use-hostinternalnetwork"
+DRIVE_KEY = keys.CONFIG_DRIVE
+MONITOR_KEY = keys.MONITOR
+HIN_PREF_KEY = keys.USE_HOST_INTERNAL_NETWORK
 HIN_BRIDGE = "xenapi"
 TRUE_WORDS = ("1", "yes", "true", "on")
 
@@ -403,22 +403,10 @@ def vdi_size(image_bytes: int) -> int:
 # -- XAPI objects -------------------------------------------------------------------
 
 
-def _code(exc: BaseException) -> str:
-    details = getattr(exc, "details", None)
-    return str(details[0]) if details else ""
-
-
 def _sr(xapi: Xapi, sr_uuid: str) -> str:
-    try:
-        return str(xapi.api.SR.get_by_uuid(sr_uuid))
-    except XenAPI.Failure as exc:
-        if _code(exc) in ("UUID_INVALID", "HANDLE_INVALID"):
-            raise errors.ConfigDriveError(
-                "There is no SR with uuid %s in this pool. Pass the SR of the VM's first "
-                "disk (xe sr-list lists them)." % sr_uuid,
-                sr_uuid,
-            ) from exc
-        raise errors.XAPIError.from_failure(exc, "SR.get_by_uuid") from exc
+    return xapi.by_uuid("SR", sr_uuid, errors.ConfigDriveError(
+        "There is no SR with uuid %s in this pool. Pass the SR of the VM's first disk "
+        "(xe sr-list lists them)." % sr_uuid, sr_uuid))
 
 
 def _require_sr_here(xapi: Xapi, sr: str, sr_uuid: str, vm_uuid: str) -> None:
@@ -446,7 +434,7 @@ def _vbd_is_drive(xapi: Xapi, record: Dict[str, Any]) -> bool:
     try:
         return _true(xapi.api.VDI.get_other_config(vdi).get(DRIVE_KEY))
     except XenAPI.Failure as exc:
-        if _code(exc) == "HANDLE_INVALID":  # its VDI is gone
+        if failure_code(exc) == "HANDLE_INVALID":  # its VDI is gone
             return False
         raise errors.XAPIError.from_failure(exc, "VDI.get_other_config") from exc
 
@@ -458,7 +446,7 @@ def config_drive_vbds(xapi: Xapi, vm: str) -> List[Tuple[str, Dict[str, Any]]]:
         try:
             record = xapi.api.VBD.get_record(vbd)
         except XenAPI.Failure as exc:
-            if _code(exc) == "HANDLE_INVALID":
+            if failure_code(exc) == "HANDLE_INVALID":
                 continue
             raise errors.XAPIError.from_failure(exc, "VBD.get_record") from exc
         if _vbd_is_drive(xapi, record):
@@ -486,7 +474,7 @@ def _remove_drive(xapi: Xapi, vbd: str, record: Dict[str, Any], vm_uuid: str) ->
             xapi.api.VBD.unplug(vbd)
         xapi.api.VBD.destroy(vbd)
     except XenAPI.Failure as exc:
-        if _code(exc) != "HANDLE_INVALID":  # gone already is fine
+        if failure_code(exc) != "HANDLE_INVALID":  # gone already is fine
             raise errors.ConfigDriveError(
                 "The VM's current config drive could not be detached (%s). The guest may be "
                 "using it: shut VM %s down and retry." % (" ".join(exc.details), vm_uuid),
@@ -497,7 +485,7 @@ def _remove_drive(xapi: Xapi, vbd: str, record: Dict[str, Any], vm_uuid: str) ->
         try:
             xapi.api.VDI.destroy(vdi)
         except XenAPI.Failure as exc:
-            if _code(exc) != "HANDLE_INVALID":
+            if failure_code(exc) != "HANDLE_INVALID":
                 raise errors.XAPIError.from_failure(exc, "VDI.destroy") from exc
 
 
@@ -542,7 +530,7 @@ def _hin_device(xapi: Xapi, vm: str, network: Optional[str]) -> Optional[str]:
         try:
             record = xapi.api.VIF.get_record(vif)
         except XenAPI.Failure as exc:
-            if _code(exc) == "HANDLE_INVALID":
+            if failure_code(exc) == "HANDLE_INVALID":
                 continue
             raise errors.XAPIError.from_failure(exc, "VIF.get_record") from exc
         if record.get("network") == network:
@@ -569,7 +557,7 @@ def _add_hin_vif(xapi: Xapi, vm: str, network: str, undo: _Undo) -> str:
                 "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
             })
         except XenAPI.Failure as exc:
-            if _code(exc) == "DEVICE_ALREADY_EXISTS":
+            if failure_code(exc) == "DEVICE_ALREADY_EXISTS":
                 continue
             raise errors.XAPIError.from_failure(exc, "VIF.create") from exc
         undo.add("destroy VIF %s" % device, functools.partial(xapi.api.VIF.destroy, vif))
@@ -623,7 +611,7 @@ def _attach(xapi: Xapi, vm: str, vdi: str, vm_uuid: str, undo: _Undo) -> str:
                 "qos_algorithm_type": "", "qos_algorithm_params": {},
             })
         except XenAPI.Failure as exc:
-            if _code(exc) == "DEVICE_ALREADY_EXISTS":
+            if failure_code(exc) == "DEVICE_ALREADY_EXISTS":
                 continue  # taken meanwhile: the next free one
             raise errors.XAPIError.from_failure(exc, "VBD.create") from exc
         undo.add("destroy the new VBD", functools.partial(xapi.api.VBD.destroy, vbd))
@@ -650,7 +638,7 @@ def _seed_monitor_key(xapi: Xapi, vm: str) -> None:
     try:
         xapi.api.VM.add_to_other_config(vm, MONITOR_KEY, "False")
     except XenAPI.Failure as exc:
-        if _code(exc) != "MAP_DUPLICATE_KEY":  # someone set it meanwhile: theirs stays
+        if failure_code(exc) != "MAP_DUPLICATE_KEY":  # someone set it meanwhile: theirs stays
             raise errors.XAPIError.from_failure(exc, "VM.add_to_other_config") from exc
 
 
@@ -726,16 +714,9 @@ def create_config_drive(xapi: Xapi, args: Dict[str, str]) -> str:
 
 def get_config_drive_configuration(xapi: Xapi, args: Dict[str, str]) -> str:
     vdi_uuid = args.get("vdiuuid", "").strip()
-    try:
-        vdi = xapi.api.VDI.get_by_uuid(vdi_uuid)
-    except XenAPI.Failure as exc:
-        if _code(exc) in ("UUID_INVALID", "HANDLE_INVALID"):
-            raise errors.ConfigDriveError(
-                "There is no VDI with uuid %s in this pool. Pass the uuid of the VM's config "
-                "drive (its VDI has other-config config-drive=True)." % vdi_uuid,
-                vdi_uuid,
-            ) from exc
-        raise errors.XAPIError.from_failure(exc, "VDI.get_by_uuid") from exc
+    vdi = xapi.by_uuid("VDI", vdi_uuid, errors.ConfigDriveError(
+        "There is no VDI with uuid %s in this pool. Pass the uuid of the VM's config drive "
+        "(its VDI has other-config config-drive=True)." % vdi_uuid, vdi_uuid))
     size = int(xapi.call("VDI.get_virtual_size", vdi))
     if size > MAX_DRIVE_BYTES:
         raise errors.ConfigDriveError(

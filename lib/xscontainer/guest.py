@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import XenAPI
 
-from xscontainer import errors, poolkey, tlssecrets, transport
+from xscontainer import errors, keys, poolkey, tlssecrets, transport
 from xscontainer.docker_api import DockerClient
 from xscontainer.transport import ssh as ssh_transport
 from xscontainer.transport import tls as tls_transport
@@ -23,9 +23,9 @@ from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
 
-MODE_KEY = "xscontainer-mode"
-USERNAME_KEY = "xscontainer-username"
-HOSTKEY_KEY = "xscontainer-sshhostkey"
+MODE_KEY = keys.MODE
+USERNAME_KEY = keys.USERNAME
+HOSTKEY_KEY = keys.SSH_HOST_KEY
 DEFAULT_USERNAME = "core"
 MODES = ("ssh", "tls")
 SSH_PORT = 22

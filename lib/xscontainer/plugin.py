@@ -22,19 +22,19 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import XenAPI
 import XenAPIPlugin  # from xapi-core on a host; a test stand-in in the lab
 
-from xscontainer import errors
+from xscontainer import errors, keys
 from xscontainer import log as xlog
 from xscontainer.monitor import client as monitor_client
-from xscontainer.xapi import NULL_REF, Xapi
+from xscontainer.xapi import NULL_REF, UNKNOWN_OBJECT, Xapi
 
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "xscontainer"
-MONITOR_KEY = "xscontainer-monitor"
-DOCKER_KEYS = ("docker_ps", "docker_info", "docker_version")
+MONITOR_KEY = keys.MONITOR
+DOCKER_KEYS = keys.DOCKER
 # Set on calls this plugin forwards, so a VM that migrates mid-call cannot make
 # two hosts bounce a call between them.
-FORWARDED_KEY = "xscontainer-forwarded"
+FORWARDED_KEY = keys.FORWARDED
 
 Handler = Callable[[Xapi, Dict[str, str]], str]
 
@@ -114,7 +114,7 @@ def _lookup(xapi: Xapi, method: str, *args: str) -> Optional[str]:
     try:
         return str(xapi.call(method, *args))
     except errors.XAPIError as exc:
-        if exc.xapi_code in ("UUID_INVALID", "HANDLE_INVALID"):
+        if exc.xapi_code in UNKNOWN_OBJECT:
             return None
         raise
 

@@ -19,13 +19,13 @@ import XenAPI
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from xscontainer import errors
+from xscontainer import errors, keys
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-PRIVATE_KEY = "xscontainer-private-secret-uuid"
-PUBLIC_KEY = "xscontainer-public-secret-uuid"
+PRIVATE_KEY = keys.POOL_PRIVATE_KEY_SECRET
+PUBLIC_KEY = keys.POOL_PUBLIC_KEY_SECRET
 KEY_BITS = 4096
 # How long to wait for another process that claimed the key to publish its public half.
 CLAIM_WAIT = 30.0

@@ -114,9 +114,15 @@ def this_host_uuid() -> str:
         ) from exc
 
 
-def _code(exc: BaseException) -> str:
+def failure_code(exc: BaseException) -> str:
+    """The XAPI error code of a XenAPI.Failure or an XAPIError ('' if none)."""
+    if isinstance(exc, errors.XAPIError):
+        return exc.xapi_code
     details = getattr(exc, "details", None)
-    return details[0] if details else ""
+    return str(details[0]) if details else ""
+
+
+UNKNOWN_OBJECT = ("UUID_INVALID", "HANDLE_INVALID")
 
 
 class Xapi:
@@ -197,17 +203,19 @@ class Xapi:
 
     # -- VMs ------------------------------------------------------------------
 
-    def vm_by_uuid(self, vm_uuid: str) -> str:
+    def by_uuid(self, cls: str, uuid: str, missing: errors.XSContainerError) -> str:
+        """The ref of the `cls` object with this uuid; raises `missing` if there is none."""
         try:
-            return cast(str, self.api.VM.get_by_uuid(vm_uuid))
+            return cast(str, getattr(self.api, cls).get_by_uuid(uuid))
         except XenAPI.Failure as exc:
-            if _code(exc) in ("UUID_INVALID", "HANDLE_INVALID"):
-                raise errors.VMNotFound(
-                    "There is no VM with uuid %s in this pool. Check the uuid with "
-                    "'xe vm-list'." % vm_uuid,
-                    vm_uuid,
-                ) from exc
-            raise errors.XAPIError.from_failure(exc, "VM.get_by_uuid") from exc
+            if failure_code(exc) in UNKNOWN_OBJECT:
+                raise missing from exc
+            raise errors.XAPIError.from_failure(exc, cls + ".get_by_uuid") from exc
+
+    def vm_by_uuid(self, vm_uuid: str) -> str:
+        return self.by_uuid("VM", vm_uuid, errors.VMNotFound(
+            "There is no VM with uuid %s in this pool. Check the uuid with 'xe vm-list'."
+            % vm_uuid, vm_uuid))
 
     def vm_record(self, vm_ref: str) -> Dict[str, Any]:
         return cast(Dict[str, Any], self.call("VM.get_record", vm_ref))
@@ -224,7 +232,7 @@ class Xapi:
                 return
             except XenAPI.Failure as exc:
                 # someone else re-added the key between our remove and add: redo
-                if _code(exc) != "MAP_DUPLICATE_KEY":
+                if failure_code(exc) != "MAP_DUPLICATE_KEY":
                     raise errors.XAPIError.from_failure(exc, cls + ".add_to_other_config") from exc
         raise errors.XAPIError(
             "Could not set other-config key %s: it kept being re-added concurrently." % key
@@ -251,7 +259,7 @@ class Xapi:
         try:
             return cast(Dict[str, str], self.api.VM_guest_metrics.get_networks(metrics))
         except XenAPI.Failure as exc:
-            if _code(exc) == "HANDLE_INVALID":  # metrics vanished under us
+            if failure_code(exc) == "HANDLE_INVALID":  # metrics vanished under us
                 return None
             raise errors.XAPIError.from_failure(exc, "VM_guest_metrics.get_networks") from exc
 
@@ -281,7 +289,7 @@ class Xapi:
         try:
             ref = self.api.secret.get_by_uuid(secret_uuid)
         except XenAPI.Failure as exc:
-            if _code(exc) == "UUID_INVALID":
+            if failure_code(exc) == "UUID_INVALID":
                 return
             raise errors.XAPIError.from_failure(exc, "secret.get_by_uuid") from exc
         self.call("secret.destroy", ref)
@@ -304,7 +312,7 @@ class Xapi:
         try:
             self.api.message.destroy(ref)
         except XenAPI.Failure as exc:
-            if _code(exc) != "HANDLE_INVALID":  # already gone is fine
+            if failure_code(exc) != "HANDLE_INVALID":  # already gone is fine
                 raise errors.XAPIError.from_failure(exc, "message.destroy") from exc
 
     # -- raw VDI transfer (xapi's HTTP handlers on the same socket) ---------------

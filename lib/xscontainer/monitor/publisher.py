@@ -27,14 +27,14 @@ import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Set
 
-from xscontainer import errors
+from xscontainer import errors, keys
 from xscontainer.monitor import rules, xapiconn
 from xscontainer.monitor.coalesce import Backoff
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-FAILURE_MESSAGE = "XSCONTAINER_MONITOR_FAILED"
+FAILURE_MESSAGE = keys.MONITOR_FAILED_MESSAGE
 FAILURE_PRIORITY = 3
 _UNSET = object()
 

@@ -6,22 +6,20 @@ give them), so the rules are testable as tables.
 
 from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
-MONITOR_KEY = "xscontainer-monitor"
-DOCKER_KEYS = ("docker_ps", "docker_info", "docker_version")
+from xscontainer import keys
+
+MONITOR_KEY = keys.MONITOR
+DOCKER_KEYS = keys.DOCKER
 NULL_REF = "OpaqueRef:NULL"
 
 # VM other-config keys that say how to reach the guest: a change means the
 # worker reconnects at once (xscontainer-prepare-vm relies on it).
-USERNAME_KEY = "xscontainer-username"
-MODE_KEY = "xscontainer-mode"
-HOSTKEY_KEY = "xscontainer-sshhostkey"
-TLS_PREFIX = "xscontainer-tls-"
+USERNAME_KEY = keys.USERNAME
+MODE_KEY = keys.MODE
+HOSTKEY_KEY = keys.SSH_HOST_KEY
+TLS_PREFIX = keys.TLS_PREFIX
 # VM other-config keys holding uuids of XAPI secrets (shared between clones).
-TLS_SECRET_KEYS = (
-    "xscontainer-tls-client-cert",
-    "xscontainer-tls-client-key",
-    "xscontainer-tls-ca-cert",
-)
+TLS_SECRET_KEYS = keys.TLS_SECRETS
 
 
 def other_config(record: Mapping[str, Any]) -> Dict[str, str]:

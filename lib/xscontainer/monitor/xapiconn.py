@@ -25,7 +25,7 @@ from typing import Any, List, Optional, Tuple
 import XenAPI
 
 from xscontainer import errors, paths
-from xscontainer.xapi import UnixTransport, Xapi
+from xscontainer.xapi import UNKNOWN_OBJECT, UnixTransport, Xapi, failure_code
 
 log = logging.getLogger(__name__)
 
@@ -96,16 +96,9 @@ def logout_ref(session_ref: Optional[str], timeout: float = 5.0) -> None:
         session.transport.close()
 
 
-def failure_code(exc: BaseException) -> str:
-    if isinstance(exc, errors.XAPIError):
-        return exc.xapi_code
-    details = getattr(exc, "details", None)
-    return str(details[0]) if details else ""
-
-
 def is_gone(exc: BaseException) -> bool:
     """The object the call was about no longer exists."""
-    return failure_code(exc) in ("HANDLE_INVALID", "UUID_INVALID")
+    return failure_code(exc) in UNKNOWN_OBJECT
 
 
 def vm_messages(xapi: Xapi, name: str, vm_uuid: str) -> List[str]:

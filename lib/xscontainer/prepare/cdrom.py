@@ -12,13 +12,13 @@ import io
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-from xscontainer import errors
+from xscontainer import errors, keys
 from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
 
 TEMP_VDI_NAME = "Temp Container Management Image"
-MARKER_KEY = "xscontainer-tls-iso"
+MARKER_KEY = keys.TLS_ISO
 SIZE_UNIT = 1 << 20
 
 

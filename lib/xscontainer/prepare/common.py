@@ -5,6 +5,7 @@ import logging
 from typing import Optional
 
 from xscontainer import diagnose as diagnose_mod
+from xscontainer import keys
 from xscontainer.guest import Guest
 from xscontainer.prepare.console import Console
 from xscontainer.transport.ssh import Timeouts
@@ -12,7 +13,7 @@ from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-MONITOR_KEY = "xscontainer-monitor"  # as the plugin's register sets it
+MONITOR_KEY = keys.MONITOR  # as the plugin's register sets it
 # prepare-vm talks to one guest, interactively: more patience than the plugin
 TIMEOUTS = Timeouts(connect=5.0, handshake=15.0, auth=30.0, request=60.0)
 

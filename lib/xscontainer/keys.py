@@ -1,0 +1,36 @@
+"""The names xscontainer uses in XAPI: part of the wire contract.
+
+XenCenter, Xen Orchestra and pools that used the original xscontainer read or
+wrote these, so they never change. README ("What xscontainer keeps in XAPI")
+says what each means.
+"""
+
+# VM other-config
+MONITOR = "xscontainer-monitor"  # "True" | "False": registered for monitoring
+MODE = "xscontainer-mode"  # "ssh" (default) | "tls"
+USERNAME = "xscontainer-username"  # SSH user in the guest (default "core")
+SSH_HOST_KEY = "xscontainer-sshhostkey"  # base64 host key, pinned on first use
+TLS_CLIENT_CERT = "xscontainer-tls-client-cert"  # uuids of XAPI secrets
+TLS_CLIENT_KEY = "xscontainer-tls-client-key"
+TLS_CA_CERT = "xscontainer-tls-ca-cert"
+TLS_SECRETS = (TLS_CLIENT_CERT, TLS_CLIENT_KEY, TLS_CA_CERT)
+TLS_PREFIX = "xscontainer-tls-"
+DOCKER_PS = "docker_ps"
+DOCKER_INFO = "docker_info"
+DOCKER_VERSION = "docker_version"
+DOCKER = (DOCKER_PS, DOCKER_INFO, DOCKER_VERSION)
+
+# pool other-config
+POOL_PRIVATE_KEY_SECRET = "xscontainer-private-secret-uuid"  # noqa: S105 (a key name)
+POOL_PUBLIC_KEY_SECRET = "xscontainer-public-secret-uuid"  # noqa: S105 (a key name)
+USE_HOST_INTERNAL_NETWORK = "xscontainer-use-hostinternalnetwork"
+
+# VDI and VBD other-config
+CONFIG_DRIVE = "config-drive"  # "True" on config drives
+TLS_ISO = "xscontainer-tls-iso"  # marks prepare-vm's temporary TLS CD
+
+# the XAPI message a VM gets when it cannot be monitored
+MONITOR_FAILED_MESSAGE = "XSCONTAINER_MONITOR_FAILED"
+
+# plugin argument added to calls one host forwards to another
+FORWARDED = "xscontainer-forwarded"
