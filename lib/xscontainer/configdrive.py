@@ -441,17 +441,9 @@ def _vbd_is_drive(xapi: Xapi, record: Dict[str, Any]) -> bool:
 
 def config_drive_vbds(xapi: Xapi, vm: str) -> List[Tuple[str, Dict[str, Any]]]:
     """(ref, record) of each VBD of the VM that is a config drive."""
-    found = []
-    for vbd in xapi.call("VM.get_VBDs", vm):
-        try:
-            record = xapi.api.VBD.get_record(vbd)
-        except XenAPI.Failure as exc:
-            if failure_code(exc) == "HANDLE_INVALID":
-                continue
-            raise errors.XAPIError.from_failure(exc, "VBD.get_record") from exc
-        if _vbd_is_drive(xapi, record):
-            found.append((vbd, record))
-    return found
+    return [(vbd, record)
+            for vbd, record in xapi.live_records("VBD", xapi.call("VM.get_VBDs", vm))
+            if _vbd_is_drive(xapi, record)]
 
 
 def _free_userdevices(xapi: Xapi, vm: str, also_free: List[str]) -> List[str]:
@@ -526,13 +518,7 @@ def _hin_network(xapi: Xapi) -> Optional[str]:
 def _hin_device(xapi: Xapi, vm: str, network: Optional[str]) -> Optional[str]:
     if network is None:
         return None
-    for vif in xapi.call("VM.get_VIFs", vm):
-        try:
-            record = xapi.api.VIF.get_record(vif)
-        except XenAPI.Failure as exc:
-            if failure_code(exc) == "HANDLE_INVALID":
-                continue
-            raise errors.XAPIError.from_failure(exc, "VIF.get_record") from exc
+    for _vif, record in xapi.live_records("VIF", xapi.call("VM.get_VIFs", vm)):
         if record.get("network") == network:
             return str(record.get("device"))
     return None

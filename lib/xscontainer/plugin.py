@@ -139,11 +139,8 @@ def owner_host(xapi: Xapi, args: Dict[str, str]) -> Optional[str]:
         sr = _lookup(xapi, "SR.get_by_uuid", args["sruuid"])
     if sr is None:
         return None
-    hosts: List[str] = []
-    for pbd in xapi.call("SR.get_PBDs", sr):
-        record = xapi.call("PBD.get_record", pbd)
-        if record.get("currently_attached"):
-            hosts.append(record["host"])
+    pbds = xapi.live_records("PBD", xapi.call("SR.get_PBDs", sr))
+    hosts = [record["host"] for _pbd, record in pbds if record.get("currently_attached")]
     if not hosts or xapi.this_host() in hosts:
         return None
     return hosts[0]

@@ -17,7 +17,7 @@ import logging
 import socket
 import urllib.parse
 import xmlrpc.client
-from typing import IO, Any, Dict, List, Optional, cast
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Tuple, cast
 
 import XenAPI
 
@@ -211,6 +211,16 @@ class Xapi:
             if failure_code(exc) in UNKNOWN_OBJECT:
                 raise missing from exc
             raise errors.XAPIError.from_failure(exc, cls + ".get_by_uuid") from exc
+
+    def live_records(self, cls: str, refs: Iterable[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
+        """(ref, record) of each of `refs` that still exists: objects can vanish
+        between listing them and reading them."""
+        for ref in refs:
+            try:
+                yield ref, getattr(self.api, cls).get_record(ref)
+            except XenAPI.Failure as exc:
+                if failure_code(exc) != "HANDLE_INVALID":
+                    raise errors.XAPIError.from_failure(exc, cls + ".get_record") from exc
 
     def vm_by_uuid(self, vm_uuid: str) -> str:
         return self.by_uuid("VM", vm_uuid, errors.VMNotFound(
