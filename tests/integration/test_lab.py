@@ -171,6 +171,48 @@ def test_up_refuses_names_another_lab_uses(lab: labctl.Lab, tmp_path: Path) -> N
     assert lab_cmd("status").returncode == 0  # the running lab was not touched
 
 
+def test_up_reclaims_what_a_lab_killed_without_down_left(lab: labctl.Lab) -> None:
+    """A lab whose processes were all killed (the session that ran it ended)
+    leaves its namespaces and veths: the next `up` of those guest numbers, from
+    any folder, removes them and comes up; a late `down` of the dead lab then
+    leaves the new one alone. A namespace that still has a process is never
+    taken (test_up_refuses_names_another_lab_uses)."""
+    first = labctl.MAX_GUEST - 4
+    assert all(int(vm.name[len("xsc-vm") :]) < first for vm in lab.vms)
+    dead = dict(os.environ, XSC_LAB_DIR="/tmp/xsc-lab-dead-%d" % os.getpid())
+    new = dict(os.environ, XSC_LAB_DIR="/tmp/xsc-lab-new-%d" % os.getpid())
+    names = ["xsc-vm%d" % i for i in (first, first + 1)]
+    try:
+        up = lab_cmd("up", "--vms", "2", "--hosts", "1", "--first", str(first), env=dead)
+        assert up.returncode == 0, up.stderr
+        inodes = {procs.ns_inode("/run/netns/" + n) for n in names}
+        pids = procs.in_namespaces("net", inodes)
+        xapi = procs.load(os.path.join(dead["XSC_LAB_DIR"], "xapi.proc"))
+        assert pids and xapi is not None
+        procs.kill_all([*pids, xapi.pid])
+        assert all(os.path.exists("/run/netns/" + n) for n in names)
+        assert os.path.exists("/sys/class/net/xsc-h%d" % first)
+
+        up = lab_cmd("up", "--vms", "2", "--hosts", "1", "--first", str(first), env=new)
+        assert up.returncode == 0, up.stderr
+        assert "removing network namespaces %s, %s" % tuple(names) in up.stderr
+        reborn = json.loads(up.stdout)["vms"]
+        assert [v["name"] for v in reborn] == names
+
+        late = lab_cmd("down", env=dead)
+        assert late.returncode == 0, late.stderr
+        assert "%s belongs to the lab in %s now" % (names[0], new["XSC_LAB_DIR"]) in late.stderr
+        assert lab_cmd("status", env=new).returncode == 0
+        for v in reborn:
+            assert banner(v["ip"]).startswith(b"SSH-2.0-OpenSSH")
+    finally:
+        for env in (new, dead):
+            lab_cmd("down", env=env)
+            shutil.rmtree(env["XSC_LAB_DIR"], ignore_errors=True)
+    assert not any(os.path.exists("/run/netns/" + n) for n in names)
+    assert lab_cmd("status").returncode == 0  # the session's lab is untouched
+
+
 def test_up_needs_root(tmp_path: Path) -> None:
     tmp_path.chmod(0o755)
     nobody = subprocess.run(

@@ -345,6 +345,13 @@ def preflight(guests: List[rig.Guest]) -> None:
         raise LabError("network namespaces do not work here: %s" % e) from e
     if guests[-1].index > MAX_GUEST:
         raise LabError("guest numbers go up to %d (10.200.I.2)" % MAX_GUEST)
+    stale = rig.abandoned(guests)
+    if stale:
+        log(
+            "removing network namespaces %s: left by a lab that was never taken down "
+            "and whose processes are all gone" % ", ".join(g.netns for g in stale)
+        )
+        rig.reclaim(stale)
     taken = rig.conflicts(guests)
     if taken:
         raise LabError(
@@ -472,7 +479,15 @@ def _down() -> None:
 
 def _teardown(guests: List[rig.Guest]) -> None:
     """Stop the simulator and the guests, remove their network; the lab is
-    then down (no lab.json, no plan.json)."""
+    then down (no lab.json, no plan.json). A guest whose namespace another
+    lab holds now (it reclaimed what this one left) is that lab's: left alone."""
+    owners = {g.name: rig.owner(g) for g in guests}
+    for g in guests:
+        other = owners[g.name]
+        if other is not None and other != g.dir:
+            other_lab = other.rsplit("/vms/", 1)[0]
+            log("%s belongs to the lab in %s now: left alone" % (g.name, other_lab))
+    guests = [g for g in guests if owners[g.name] in (None, g.dir)]
     try:
         with ThreadPoolExecutor(max_workers=len(guests) + 1) as pool:
             futures = [pool.submit(_stop_xapi)] + [pool.submit(rig.teardown, g) for g in guests]

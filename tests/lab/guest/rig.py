@@ -40,6 +40,9 @@ BUSYBOX = "/bin/busybox"
 IMAGE_APPLETS = ("sh sleep top ps cat echo ls true false kill wget nc").split()
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DAEMONS = ("sshd", "dockerd")
+# in the holder's environment (kept across its exec of sleep): the guest folder
+# of the lab that owns the namespace
+OWNER_VAR = "XSC_LAB_GUEST_DIR"
 READY_TIMEOUT = 30.0
 # the tools the rig runs; `make deps` (tools/bootstrap apt) installs them
 REQUIRED_TOOLS = {
@@ -168,6 +171,53 @@ def conflicts(guests: List[Guest]) -> List[str]:
         if " 10.200.%d." % g.index in addrs:
             found.append("an address in 10.200.%d.0/24 is in use" % g.index)
     return found
+
+
+def abandoned(guests: List[Guest]) -> List[Guest]:
+    """Guests whose network namespace is still there with no process in it:
+    what a lab leaves when all its processes were killed without `down` (the
+    session that ran it ended, the machine reaped it). A live lab always has
+    its holder in each guest's namespace, so such a namespace is nobody's."""
+    found = []
+    for g in guests:
+        inode = procs.ns_inode(os.path.join("/run/netns", g.netns))
+        if inode is not None and not procs.in_namespaces("net", {inode}):
+            found.append(g)
+    return found
+
+
+def owner(g: Guest) -> Optional[str]:
+    """The folder of the guest that holds g's network namespace now (its
+    holder's OWNER_VAR), None if no holder is in it. After a reclaim, a lab
+    that was never taken down still names guests that are another lab's."""
+    inode = procs.ns_inode(os.path.join("/run/netns", g.netns))
+    if inode is None:
+        return None
+    for pid in procs.in_namespaces("net", {inode}):
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        prefix = OWNER_VAR.encode() + b"="
+        for item in env:
+            if item.startswith(prefix):
+                return item[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def reclaim(guests: List[Guest]) -> None:
+    """Delete abandoned guests' namespaces; their veths go with them (an
+    interface of the same name that stays belongs to something else and is
+    left alone: `conflicts` then reports it)."""
+    for g in guests:
+        run(["ip", "netns", "delete", g.netns])
+    deadline = time.monotonic() + 3
+    left = [g.host_if for g in guests]
+    while left and time.monotonic() < deadline:
+        left = [i for i in left if os.path.exists(os.path.join("/sys/class/net", i))]
+        if left:
+            time.sleep(0.02)
 
 
 # --- shared setup (once per `up`) -----------------------------------------------------
@@ -386,6 +436,7 @@ def start_holder(g: Guest) -> procs.Proc:
             stderr=log,
             start_new_session=True,
             cwd="/",
+            env=dict(os.environ, **{OWNER_VAR: g.dir}),
         )
     assert child.stdout is not None
     proc = procs.of_pid(child.pid)
