@@ -368,7 +368,17 @@ def pw_user() -> Iterator[Tuple[str, str]]:
     try:
         yield PW_USER, password
     finally:
-        rig.run(["userdel", PW_USER])
+        # sshd's session process for the user may outlive the client's close by
+        # a moment; userdel refuses a user that has a process (rc 8)
+        deadline = time.monotonic() + 10
+        while True:
+            gone = subprocess.run(
+                ["userdel", PW_USER], stderr=subprocess.PIPE, universal_newlines=True, timeout=30
+            )
+            if gone.returncode != 8 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert gone.returncode == 0, gone.stderr
 
 
 def test_password_login(lab: labctl.Lab, pw_user: Tuple[str, str]) -> None:
