@@ -351,7 +351,7 @@ def preflight(guests: List[rig.Guest]) -> None:
             "removing network namespaces %s: left by a lab that was never taken down "
             "and whose processes are all gone" % ", ".join(g.netns for g in stale)
         )
-        rig.reclaim(stale)
+        rig.delete_namespaces(stale)  # a same-named veth that stays: reported below
     taken = rig.conflicts(guests)
     if taken:
         raise LabError(
@@ -481,13 +481,14 @@ def _teardown(guests: List[rig.Guest]) -> None:
     """Stop the simulator and the guests, remove their network; the lab is
     then down (no lab.json, no plan.json). A guest whose namespace another
     lab holds now (it reclaimed what this one left) is that lab's: left alone."""
-    owners = {g.name: rig.owner(g) for g in guests}
+    mine = []
     for g in guests:
-        other = owners[g.name]
-        if other is not None and other != g.dir:
-            other_lab = other.rsplit("/vms/", 1)[0]
-            log("%s belongs to the lab in %s now: left alone" % (g.name, other_lab))
-    guests = [g for g in guests if owners[g.name] in (None, g.dir)]
+        other = rig.owner(g)
+        if other in (None, g.lab_dir):
+            mine.append(g)
+        else:
+            log("%s belongs to the lab in %s now: left alone" % (g.name, other))
+    guests = mine
     try:
         with ThreadPoolExecutor(max_workers=len(guests) + 1) as pool:
             futures = [pool.submit(_stop_xapi)] + [pool.submit(rig.teardown, g) for g in guests]

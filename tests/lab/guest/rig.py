@@ -40,9 +40,9 @@ BUSYBOX = "/bin/busybox"
 IMAGE_APPLETS = ("sh sleep top ps cat echo ls true false kill wget nc").split()
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DAEMONS = ("sshd", "dockerd")
-# in the holder's environment (kept across its exec of sleep): the guest folder
-# of the lab that owns the namespace
-OWNER_VAR = "XSC_LAB_GUEST_DIR"
+# in the holder's environment (kept across its exec of sleep): the folder of
+# the lab that owns the guest's namespaces
+OWNER_VAR = "XSC_LAB_OWNER"
 READY_TIMEOUT = 30.0
 # the tools the rig runs; `make deps` (tools/bootstrap apt) installs them
 REQUIRED_TOOLS = {
@@ -187,37 +187,23 @@ def abandoned(guests: List[Guest]) -> List[Guest]:
 
 
 def owner(g: Guest) -> Optional[str]:
-    """The folder of the guest that holds g's network namespace now (its
-    holder's OWNER_VAR), None if no holder is in it. After a reclaim, a lab
-    that was never taken down still names guests that are another lab's."""
+    """The folder of the lab whose holder is in g's network namespace now (its
+    OWNER_VAR), None if no holder is in it. After a reclaim, a lab that was
+    never taken down still names guests that are another lab's."""
     inode = procs.ns_inode(os.path.join("/run/netns", g.netns))
     if inode is None:
         return None
+    prefix = OWNER_VAR.encode() + b"="
     for pid in procs.in_namespaces("net", {inode}):
         try:
             with open("/proc/%d/environ" % pid, "rb") as f:
                 env = f.read().split(b"\0")
         except OSError:
             continue
-        prefix = OWNER_VAR.encode() + b"="
         for item in env:
             if item.startswith(prefix):
                 return item[len(prefix) :].decode(errors="replace")
     return None
-
-
-def reclaim(guests: List[Guest]) -> None:
-    """Delete abandoned guests' namespaces; their veths go with them (an
-    interface of the same name that stays belongs to something else and is
-    left alone: `conflicts` then reports it)."""
-    for g in guests:
-        run(["ip", "netns", "delete", g.netns])
-    deadline = time.monotonic() + 3
-    left = [g.host_if for g in guests]
-    while left and time.monotonic() < deadline:
-        left = [i for i in left if os.path.exists(os.path.join("/sys/class/net", i))]
-        if left:
-            time.sleep(0.02)
 
 
 # --- shared setup (once per `up`) -----------------------------------------------------
@@ -317,21 +303,27 @@ def configure_guest_network(g: Guest) -> None:
     run(["ip", "-n", g.netns, "-batch", "-"], input="\n".join(lines) + "\n")
 
 
-def delete_network(guests: List[Guest]) -> None:
-    """Delete the guests' namespaces and veths (whatever of them exists), then
-    unmount /run/netns if no namespace is left in it."""
+def delete_namespaces(guests: List[Guest]) -> List[str]:
+    """Delete the guests' namespaces (those that exist) and wait up to 3 s for
+    their veths, which go with them as the kernel destroys the namespace
+    asynchronously; the root-side interfaces still there after that."""
     for g in guests:
         if os.path.exists(os.path.join("/run/netns", g.netns)):
             run(["ip", "netns", "delete", g.netns])
-    # a veth goes with its namespace, which the kernel destroys asynchronously;
-    # one still there after that (its namespace lingers or was deleted by hand
-    # before) is deleted here
     deadline = time.monotonic() + 3
     left = [g.host_if for g in guests]
     while left and time.monotonic() < deadline:
         time.sleep(0.02)
         left = [i for i in left if os.path.exists(os.path.join("/sys/class/net", i))]
-    for interface in left:
+    return left
+
+
+def delete_network(guests: List[Guest]) -> None:
+    """Delete the guests' namespaces and veths (whatever of them exists), then
+    unmount /run/netns if no namespace is left in it."""
+    # a veth still there after its namespace went (the namespace lingers or was
+    # deleted by hand before) is deleted here
+    for interface in delete_namespaces(guests):
         subprocess.run(["ip", "link", "delete", interface], stderr=subprocess.DEVNULL, timeout=10)
     release_netns_dir()
 
@@ -436,7 +428,7 @@ def start_holder(g: Guest) -> procs.Proc:
             stderr=log,
             start_new_session=True,
             cwd="/",
-            env=dict(os.environ, **{OWNER_VAR: g.dir}),
+            env=dict(os.environ, **{OWNER_VAR: g.lab_dir}),
         )
     assert child.stdout is not None
     proc = procs.of_pid(child.pid)
