@@ -44,7 +44,7 @@ from typing import IO, Any, Callable, Dict, List, Optional, Tuple, cast
 
 import XenAPI
 
-from xscontainer import errors, iso, keys, paths
+from xscontainer import errors, iso, paths, xapi_keys
 from xscontainer.xapi import NULL_REF, Xapi, failure_code
 
 log = logging.getLogger(__name__)
@@ -71,9 +71,6 @@ TOOLS_ISO_GLOB = re.compile(r"^.*tools-.*\.iso$")
 
 DRIVE_NAME = "Automatic Config Drive"
 # VDI and VBD other-config flag; XenCenter tests the VDI's, case-insensitively
-DRIVE_KEY = keys.CONFIG_DRIVE
-MONITOR_KEY = keys.MONITOR
-HIN_PREF_KEY = keys.USE_HOST_INTERNAL_NETWORK
 HIN_BRIDGE = "xenapi"
 TRUE_WORDS = ("1", "yes", "true", "on")
 
@@ -426,13 +423,13 @@ def _require_sr_here(xapi: Xapi, sr: str, sr_uuid: str, vm_uuid: str) -> None:
 
 
 def _vbd_is_drive(xapi: Xapi, record: Dict[str, Any]) -> bool:
-    if _true(record.get("other_config", {}).get(DRIVE_KEY)):
+    if _true(record.get("other_config", {}).get(xapi_keys.CONFIG_DRIVE)):
         return True
     vdi = record.get("VDI")
     if not vdi or vdi == NULL_REF:
         return False
     try:
-        return _true(xapi.api.VDI.get_other_config(vdi).get(DRIVE_KEY))
+        return _true(xapi.api.VDI.get_other_config(vdi).get(xapi_keys.CONFIG_DRIVE))
     except XenAPI.Failure as exc:
         if failure_code(exc) == "HANDLE_INVALID":  # its VDI is gone
             return False
@@ -504,7 +501,7 @@ class _Undo:
 
 def _use_hin(xapi: Xapi) -> bool:
     """Pool other-config xscontainer-use-hostinternalnetwork (set by the admin)."""
-    return _true(xapi.pool_other_config().get(HIN_PREF_KEY))
+    return _true(xapi.pool_other_config().get(xapi_keys.USE_HOST_INTERNAL_NETWORK))
 
 
 def _hin_network(xapi: Xapi) -> Optional[str]:
@@ -534,7 +531,7 @@ def _add_hin_vif(xapi: Xapi, vm: str, network: str, undo: _Undo) -> str:
             raise errors.ConfigDriveError(
                 "The pool asks for a host internal network interface in config-drive VMs "
                 "(%s), but the VM has no free network device slot. Remove a network "
-                "interface, or remove that pool setting." % HIN_PREF_KEY
+                "interface, or remove that pool setting." % xapi_keys.USE_HOST_INTERNAL_NETWORK
             )
         device = str(sorted(free, key=lambda d: int(d) if str(d).isdigit() else 1 << 30)[0])
         try:
@@ -564,7 +561,7 @@ def _import_image(xapi: Xapi, sr: str, image: str, vm_uuid: str, undo: _Undo) ->
             "type": "system",  # made and replaced by the system, as the original's
             "sharable": False,
             "read_only": False,  # written once below; the VM gets it read-only
-            "other_config": {DRIVE_KEY: "True"},
+            "other_config": {xapi_keys.CONFIG_DRIVE: "True"},
         })
     except errors.XAPIError as exc:
         raise errors.ConfigDriveError(
@@ -593,7 +590,7 @@ def _attach(xapi: Xapi, vm: str, vdi: str, vm_uuid: str, undo: _Undo) -> str:
             vbd = xapi.api.VBD.create({
                 "VM": vm, "VDI": vdi, "userdevice": free[0], "bootable": False,
                 "mode": "RO", "type": "Disk", "unpluggable": True, "empty": False,
-                "other_config": {DRIVE_KEY: "True"},
+                "other_config": {xapi_keys.CONFIG_DRIVE: "True"},
                 "qos_algorithm_type": "", "qos_algorithm_params": {},
             })
         except XenAPI.Failure as exc:
@@ -619,10 +616,10 @@ def _plug_if_running(xapi: Xapi, vm: str, vbd: str) -> None:
 
 def _seed_monitor_key(xapi: Xapi, vm: str) -> None:
     """xscontainer-monitor=False if absent, so XenCenter offers container management."""
-    if MONITOR_KEY in xapi.vm_other_config(vm):
+    if xapi_keys.MONITOR in xapi.vm_other_config(vm):
         return
     try:
-        xapi.api.VM.add_to_other_config(vm, MONITOR_KEY, "False")
+        xapi.api.VM.add_to_other_config(vm, xapi_keys.MONITOR, "False")
     except XenAPI.Failure as exc:
         if failure_code(exc) != "MAP_DUPLICATE_KEY":  # someone set it meanwhile: theirs stays
             raise errors.XAPIError.from_failure(exc, "VM.add_to_other_config") from exc

@@ -9,7 +9,7 @@ import logging
 from typing import Dict
 
 from xscontainer import diagnose as diagnose_mod
-from xscontainer import xmlenc
+from xscontainer import xapi_keys, xmlenc
 from xscontainer.docker_api import DockerClient, check_container_ref
 from xscontainer.guest import Guest
 from xscontainer.xapi import Xapi
@@ -40,7 +40,7 @@ def lifecycle(operation: str, xapi: Xapi, args: Dict[str, str]) -> str:
     guest = _running_guest(xapi, args)
     with guest.docker() as docker:
         docker.lifecycle(operation, ref)
-        if "docker_ps" in guest.other_config:
+        if xapi_keys.DOCKER_PS in guest.other_config:
             refresh_docker_ps(guest, docker)
     return ""
 
@@ -48,9 +48,9 @@ def lifecycle(operation: str, xapi: Xapi, args: Dict[str, str]) -> str:
 def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:
     """Publish the container list so a state change shows at once."""
     xml = xmlenc.docker_ps(docker.ps())
-    current = guest.xapi.vm_other_config(guest.ref).get("docker_ps")
+    current = guest.xapi.vm_other_config(guest.ref).get(xapi_keys.DOCKER_PS)
     if current != xml:
-        guest.xapi.set_vm_other_config(guest.ref, "docker_ps", xml)
+        guest.xapi.set_vm_other_config(guest.ref, xapi_keys.DOCKER_PS, xml)
 
 
 def diagnose(xapi: Xapi, args: Dict[str, str]) -> str:

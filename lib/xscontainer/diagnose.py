@@ -9,7 +9,7 @@ import logging
 import shlex
 from typing import Callable, Dict, List, Optional, TypeVar
 
-from xscontainer import docker_api, errors, keys, poolkey, transport
+from xscontainer import docker_api, errors, poolkey, transport, xapi_keys
 from xscontainer.guest import SSH_PORT, Guest
 from xscontainer.transport import ssh as ssh_transport
 
@@ -124,7 +124,7 @@ def diagnose(guest: Guest, timeouts: Optional[ssh_transport.Timeouts] = None) ->
     try:
         _diagnose(guest, chain, timeouts)
     finally:
-        if guest.other_config.get(keys.MODE, "ssh") != "tls":
+        if guest.other_config.get(xapi_keys.MODE, "ssh") != "tls":
             chain.skip_rest(_ssh_plan(guest.username))
         else:
             from xscontainer import diagnose_tls  # noqa: PLC0415 (TLS guests only)
@@ -162,7 +162,7 @@ def _diagnose(guest: Guest, chain: _Chain, timeouts: ssh_transport.Timeouts) -> 
 
 def _ssh_checks(chain: _Chain, guest: Guest, sock: object, address: str,
                 timeouts: ssh_transport.Timeouts) -> Optional[ssh_transport.SSHSession]:
-    pinned = guest.other_config.get(keys.SSH_HOST_KEY, "").strip() or None
+    pinned = guest.other_config.get(xapi_keys.SSH_HOST_KEY, "").strip() or None
     try:
         pkey = ssh_transport.load_private_key(poolkey.private_key(guest.xapi))
         session = ssh_transport.SSHSession.open(sock, address, guest.username, pkey,  # type: ignore[arg-type]

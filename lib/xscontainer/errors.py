@@ -16,7 +16,7 @@ through `log.redact` as a safety net.
 
 from typing import Any, Dict, List, Optional, Sequence, Type
 
-from xscontainer import keys, log, xmlenc
+from xscontainer import log, xapi_keys, xmlenc
 
 # code -> class, in definition order; filled in as the classes are defined.
 CODES: Dict[str, Type["XSContainerError"]] = {}
@@ -141,7 +141,7 @@ class SSHAuthFailed(SSHError):
     code = "XSCONTAINER_SSH_AUTH_FAILED"
 
 
-HOSTKEY_KEY = keys.SSH_HOST_KEY
+HOSTKEY_KEY = xapi_keys.SSH_HOST_KEY
 
 
 class SSHHostKeyMismatch(SSHError):

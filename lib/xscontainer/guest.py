@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 import XenAPI
 
-from xscontainer import errors, keys, poolkey, tlssecrets, transport
+from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
 from xscontainer.docker_api import DockerClient
 from xscontainer.transport import ssh as ssh_transport
 from xscontainer.transport import tls as tls_transport
@@ -23,9 +23,6 @@ from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
 
-MODE_KEY = keys.MODE
-USERNAME_KEY = keys.USERNAME
-HOSTKEY_KEY = keys.SSH_HOST_KEY
 DEFAULT_USERNAME = "core"
 MODES = ("ssh", "tls")
 SSH_PORT = 22
@@ -100,18 +97,18 @@ class Guest:
 
     @property
     def mode(self) -> str:
-        mode = self.other_config.get(MODE_KEY, "ssh").strip().lower() or "ssh"
+        mode = self.other_config.get(xapi_keys.MODE, "ssh").strip().lower() or "ssh"
         if mode not in MODES:
             raise errors.InvalidArgument(
                 "%s has other-config %s=%r; it must be 'ssh' or 'tls'. Fix it with "
                 "'xe vm-param-set uuid=%s other-config:%s=ssh' or rerun xscontainer-prepare-vm."
-                % (self.where, MODE_KEY, mode, self.uuid, MODE_KEY)
+                % (self.where, xapi_keys.MODE, mode, self.uuid, xapi_keys.MODE)
             )
         return mode
 
     @property
     def username(self) -> str:
-        return self.other_config.get(USERNAME_KEY, "").strip() or DEFAULT_USERNAME
+        return self.other_config.get(xapi_keys.USERNAME, "").strip() or DEFAULT_USERNAME
 
     def require_running(self) -> None:
         if self.power_state != "Running":
@@ -147,7 +144,7 @@ class Guest:
         addresses = self.addresses()
         pkey = ssh_transport.load_private_key(poolkey.private_key(self.xapi))
         sock, address = transport.connect_first(addresses, SSH_PORT, timeouts.connect)
-        pinned = self.other_config.get(HOSTKEY_KEY, "").strip() or None
+        pinned = self.other_config.get(xapi_keys.SSH_HOST_KEY, "").strip() or None
         session = ssh_transport.SSHSession.open(
             sock, address, self.username, pkey, pinned, self.uuid, timeouts
         )
@@ -165,14 +162,14 @@ class Guest:
 
     def _pin_host_key(self, key_b64: str) -> None:
         try:
-            self.xapi.api.VM.add_to_other_config(self.ref, HOSTKEY_KEY, key_b64)
+            self.xapi.api.VM.add_to_other_config(self.ref, xapi_keys.SSH_HOST_KEY, key_b64)
             log.info("pinned the SSH host key of %s", self.where)
         except XenAPI.Failure as exc:
             if not exc.details or exc.details[0] != "MAP_DUPLICATE_KEY":
                 raise errors.XAPIError("Pinning the VM's SSH host key failed: %s"
                                        % " ".join(exc.details)) from exc
             # pinned concurrently by another process: it must be the same key
-            pinned = self.xapi.vm_other_config(self.ref).get(HOSTKEY_KEY, "").strip()
+            pinned = self.xapi.vm_other_config(self.ref).get(xapi_keys.SSH_HOST_KEY, "").strip()
             if pinned != key_b64:
                 raise errors.SSHHostKeyMismatch.for_vm(self.uuid, "its address") from exc
 

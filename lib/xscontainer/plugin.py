@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import XenAPI
 import XenAPIPlugin  # from xapi-core on a host; a test stand-in in the lab
 
-from xscontainer import errors, keys
+from xscontainer import errors, xapi_keys
 from xscontainer import log as xlog
 from xscontainer.monitor import client as monitor_client
 from xscontainer.xapi import NULL_REF, UNKNOWN_OBJECT, Xapi
@@ -30,11 +30,8 @@ from xscontainer.xapi import NULL_REF, UNKNOWN_OBJECT, Xapi
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "xscontainer"
-MONITOR_KEY = keys.MONITOR
-DOCKER_KEYS = keys.DOCKER
 # Set on calls this plugin forwards, so a VM that migrates mid-call cannot make
 # two hosts bounce a call between them.
-FORWARDED_KEY = keys.FORWARDED
 
 Handler = Callable[[Xapi, Dict[str, str]], str]
 
@@ -45,15 +42,15 @@ def _guest_ref(xapi: Xapi, args: Dict[str, str]) -> str:
 
 def register(xapi: Xapi, args: Dict[str, str]) -> str:
     vm = _guest_ref(xapi, args)
-    xapi.set_vm_other_config(vm, MONITOR_KEY, "True")
+    xapi.set_vm_other_config(vm, xapi_keys.MONITOR, "True")
     log.info("registered VM %s for monitoring", args["vmuuid"])
     return ""
 
 
 def deregister(xapi: Xapi, args: Dict[str, str]) -> str:
     vm = _guest_ref(xapi, args)
-    xapi.set_vm_other_config(vm, MONITOR_KEY, "False")
-    for key in DOCKER_KEYS:
+    xapi.set_vm_other_config(vm, xapi_keys.MONITOR, "False")
+    for key in xapi_keys.DOCKER:
         xapi.remove_vm_other_config(vm, key)
     log.info("deregistered VM %s", args["vmuuid"])
     return ""
@@ -148,7 +145,7 @@ def owner_host(xapi: Xapi, args: Dict[str, str]) -> Optional[str]:
 
 def _forward(xapi: Xapi, host: str, fn: str, args: Dict[str, str]) -> str:
     forwarded = dict(args)
-    forwarded[FORWARDED_KEY] = "1"
+    forwarded[xapi_keys.FORWARDED] = "1"
     log.info("forwarding %s to host %s", fn, host)
     try:
         return str(xapi.api.host.call_plugin(host, PLUGIN_NAME, fn, forwarded))
@@ -177,7 +174,7 @@ def _wrap(fn: str, required: Tuple[str, ...], handler: Handler) -> Callable[[Any
                     % (fn, ", ".join(missing), fn, " ".join("args:%s=..." % k for k in required))
                 )
             with Xapi.from_session_ref(session._session) as xapi:
-                if not args.get(FORWARDED_KEY):
+                if not args.get(xapi_keys.FORWARDED):
                     host = owner_host(xapi, args)
                     if host is not None and host != xapi.this_host():
                         return _forward(xapi, host, fn, args)

@@ -19,13 +19,11 @@ import XenAPI
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from xscontainer import errors, keys
+from xscontainer import errors, xapi_keys
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-PRIVATE_KEY = keys.POOL_PRIVATE_KEY_SECRET
-PUBLIC_KEY = keys.POOL_PUBLIC_KEY_SECRET
 KEY_BITS = 4096
 # How long to wait for another process that claimed the key to publish its public half.
 CLAIM_WAIT = 30.0
@@ -66,8 +64,8 @@ def get_or_create(xapi: Xapi) -> Tuple[str, str]:
     deadline = time.monotonic() + CLAIM_WAIT
     while True:
         config = xapi.pool_other_config()
-        private_uuid = config.get(PRIVATE_KEY)
-        public_uuid = config.get(PUBLIC_KEY)
+        private_uuid = config.get(xapi_keys.POOL_PRIVATE_KEY_SECRET)
+        public_uuid = config.get(xapi_keys.POOL_PUBLIC_KEY_SECRET)
         if private_uuid and public_uuid:
             return xapi.secret_value(private_uuid).strip(), xapi.secret_value(public_uuid).strip()
         if private_uuid:
@@ -77,7 +75,7 @@ def get_or_create(xapi: Xapi) -> Tuple[str, str]:
             # the claimer died in between: complete the pair from the private key
             private = xapi.secret_value(private_uuid).strip()
             public = public_line_from_private(private)
-            xapi.set_pool_other_config(PUBLIC_KEY, xapi.create_secret(public))
+            xapi.set_pool_other_config(xapi_keys.POOL_PUBLIC_KEY_SECRET, xapi.create_secret(public))
             return private, public
         pair = _create(xapi)
         if pair is not None:
@@ -90,7 +88,8 @@ def _create(xapi: Xapi) -> Optional[Tuple[str, str]]:
     private_uuid = xapi.create_secret(private)
     public_uuid = xapi.create_secret(public)
     try:
-        xapi.api.pool.add_to_other_config(xapi.pool(), PRIVATE_KEY, private_uuid)
+        xapi.api.pool.add_to_other_config(
+            xapi.pool(), xapi_keys.POOL_PRIVATE_KEY_SECRET, private_uuid)
     except XenAPI.Failure as exc:
         xapi.destroy_secret(private_uuid)
         xapi.destroy_secret(public_uuid)
@@ -98,5 +97,5 @@ def _create(xapi: Xapi) -> Optional[Tuple[str, str]]:
             log.info("another process created the pool key first; using theirs")
             return None
         raise errors.XAPIError("Storing the pool's SSH key failed: %s" % exc.details) from exc
-    xapi.set_pool_other_config(PUBLIC_KEY, public_uuid)
+    xapi.set_pool_other_config(xapi_keys.POOL_PUBLIC_KEY_SECRET, public_uuid)
     return private, public

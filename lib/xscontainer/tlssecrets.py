@@ -16,28 +16,25 @@ failure half way never leaves the VM without a usable set.
 import logging
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set
 
-from xscontainer import errors, keys
+from xscontainer import errors, xapi_keys
 from xscontainer.transport.tls import Material
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-CLIENT_CERT_KEY = keys.TLS_CLIENT_CERT
-CLIENT_KEY_KEY = keys.TLS_CLIENT_KEY
-CA_CERT_KEY = keys.TLS_CA_CERT
-KEYS = keys.TLS_SECRETS
 _GONE = ("UUID_INVALID", "HANDLE_INVALID")
 
 
 def secret_uuids(other_config: Mapping[str, str]) -> Dict[str, str]:
     """The TLS secret uuids a VM's other-config names (key -> uuid), present ones only."""
-    return {k: other_config[k].strip() for k in KEYS if (other_config.get(k) or "").strip()}
+    return {k: other_config[k].strip() for k in xapi_keys.TLS_SECRETS
+            if (other_config.get(k) or "").strip()}
 
 
 def load(xapi: Xapi, vm_uuid: str, other_config: Mapping[str, str], where: str) -> Material:
     """The VM's client certificate, key and CA; TLSConfigMissing if any is missing."""
     uuids = secret_uuids(other_config)
-    missing = [k for k in KEYS if k not in uuids]
+    missing = [k for k in xapi_keys.TLS_SECRETS if k not in uuids]
     hint = ("Store them with 'xscontainer-prepare-vm -v %s --mode tls --generate-certs' (or "
             "--client-cert/--client-key/--ca-cert)." % vm_uuid)
     if missing:
@@ -54,7 +51,8 @@ def load(xapi: Xapi, vm_uuid: str, other_config: Mapping[str, str], where: str) 
             raise errors.TLSConfigMissing(
                 "The secret %s that %s names in other-config %s no longer exists. %s"
                 % (secret_uuid, where, key, hint), vm_uuid) from exc
-    return Material(values[CLIENT_CERT_KEY], values[CLIENT_KEY_KEY], values[CA_CERT_KEY])
+    return Material(values[xapi_keys.TLS_CLIENT_CERT], values[xapi_keys.TLS_CLIENT_KEY],
+                    values[xapi_keys.TLS_CA_CERT])
 
 
 def referenced(records: Mapping[str, Mapping[str, Any]]) -> Set[str]:
@@ -90,11 +88,12 @@ def store(xapi: Xapi, vm_ref: str, material: Material) -> None:
     """Give the VM a new set of secrets; old ones no other VM uses are destroyed."""
     old = secret_uuids(xapi.vm_other_config(vm_ref))
     new: Dict[str, str] = {}
-    values = dict(zip(KEYS, (material.client_cert, material.client_key, material.ca_cert)))
+    values = dict(zip(xapi_keys.TLS_SECRETS,
+                      (material.client_cert, material.client_key, material.ca_cert)))
     try:
-        for key in KEYS:
+        for key in xapi_keys.TLS_SECRETS:
             new[key] = xapi.create_secret(values[key])
-        for key in KEYS:
+        for key in xapi_keys.TLS_SECRETS:
             xapi.set_vm_other_config(vm_ref, key, new[key])
     except BaseException:
         _roll_back(xapi, vm_ref, old, new)
@@ -114,7 +113,7 @@ def forget(xapi: Xapi, vm_ref: str) -> None:
 def _roll_back(xapi: Xapi, vm_ref: str, old: Mapping[str, str], new: Mapping[str, str]) -> None:
     """Best effort: point the VM at its old secrets again and destroy the new ones."""
     try:
-        for key in KEYS:
+        for key in xapi_keys.TLS_SECRETS:
             previous: Optional[str] = old.get(key)
             if previous:
                 xapi.set_vm_other_config(vm_ref, key, previous)

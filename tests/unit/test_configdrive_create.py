@@ -12,7 +12,7 @@ from typing import IO, Any, Callable, Dict, List, Optional
 import pytest
 import XenAPI
 
-from xscontainer import configdrive, errors, iso, poolkey
+from xscontainer import configdrive, errors, iso, poolkey, xapi_keys
 from xscontainer.xapi import NULL_REF, Xapi
 
 VM_UUID = "11111111-2222-4333-8444-555555555555"
@@ -268,7 +268,7 @@ def test_hin_vif_keeps_the_block() -> None:
 def test_pool_preference_adds_a_hin_vif_and_failure_removes_it() -> None:
     pool = Pool()
     pool.api.db["pool"][next(iter(pool.api.db["pool"]))]["other_config"][
-        configdrive.HIN_PREF_KEY] = "true"
+        xapi_keys.USE_HOST_INTERNAL_NETWORK] = "true"
     before = pool.counts()
     pool.xapi.upload_error = errors.XAPIError("disk full")
     with pytest.raises(errors.ConfigDriveError, match="Uploading the config drive failed"):

@@ -8,7 +8,9 @@ status/id/from, dropped in API 1.52) and as Podman's compat API sends them
 import pytest
 
 from xscontainer.monitor import events
-from xscontainer.monitor.events import ALL, INFO, NOTHING, PS, DockerEvent
+from xscontainer.monitor.events import ALL, NOTHING, DockerEvent
+from xscontainer.xapi_keys import DOCKER_INFO as INFO
+from xscontainer.xapi_keys import DOCKER_PS as PS
 
 CID = "ede54ee1afda366ab42f824e8a5ffd195155d853ceaec74a927f249ea270c743"
 

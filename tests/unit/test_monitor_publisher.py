@@ -7,7 +7,8 @@ import pytest
 
 from xscontainer import errors
 from xscontainer.monitor import secrets
-from xscontainer.monitor.publisher import FAILURE_MESSAGE, Publisher
+from xscontainer.monitor.publisher import Publisher
+from xscontainer.xapi_keys import MONITOR_FAILED_MESSAGE as FAILURE_MESSAGE
 
 VM = "OpaqueRef:vm-1"
 UUID = "11111111-2222-3333-4444-555555555555"

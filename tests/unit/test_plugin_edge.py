@@ -15,7 +15,7 @@ import pytest
 import XenAPI
 import XenAPIPlugin
 
-from xscontainer import errors, plugin
+from xscontainer import errors, plugin, xapi_keys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = os.path.join(REPO, "plugins", "xscontainer")
@@ -111,7 +111,7 @@ def test_a_call_for_a_vm_on_another_host_is_forwarded_unchanged(monkeypatch):
     assert result == "True<?xml version=\"1.0\" ?><x/>"
     host, name, fn, sent = fake.forwarded[0]
     assert (host, name, fn) == ("OpaqueRef:host2", "xscontainer", "get_inspect")
-    assert sent == dict(args, **{plugin.FORWARDED_KEY: "1"})
+    assert sent == dict(args, **{xapi_keys.FORWARDED: "1"})
 
 
 def test_a_remote_failure_comes_back_as_the_same_xapi_failure(monkeypatch):
@@ -127,7 +127,7 @@ def test_a_forwarded_call_is_not_forwarded_again(monkeypatch):
     calls: List[Dict[str, str]] = []
     monkeypatch.setitem(plugin.FUNCTIONS, "register",
                         (("vmuuid",), lambda xapi, args: calls.append(args) or ""))
-    args = {"vmuuid": "u", plugin.FORWARDED_KEY: "1"}
+    args = {"vmuuid": "u", xapi_keys.FORWARDED: "1"}
     assert handler(monkeypatch, fake, "register")(FakeSession(), args) == "True"
     assert fake.forwarded == [] and calls == [args]
 

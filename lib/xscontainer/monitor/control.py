@@ -21,9 +21,9 @@ import struct
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from xscontainer import errors, xmlenc
+from xscontainer import errors, xapi_keys, xmlenc
 from xscontainer.docker_api import check_container_ref
-from xscontainer.monitor import events, protocol
+from xscontainer.monitor import protocol
 from xscontainer.monitor.pool import Supervisor
 from xscontainer.monitor.publisher import Publisher
 
@@ -88,7 +88,7 @@ class Dispatcher:
             return {"error": exc.xapi_description()}
         try:
             xml = worker.refresh_ps(client)
-            if not self.publisher.wait_written(worker.ref, events.PS, xml, PUBLISH_WAIT):
+            if not self.publisher.wait_written(worker.ref, xapi_keys.DOCKER_PS, xml, PUBLISH_WAIT):
                 log.warning("docker_ps of %s not written within %gs after %s",
                             worker.where, PUBLISH_WAIT, fn)
         except errors.XSContainerError as exc:

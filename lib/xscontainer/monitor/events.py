@@ -14,10 +14,9 @@
 
 from typing import Any, Dict, FrozenSet, Mapping, Optional
 
-PS = "docker_ps"
-INFO = "docker_info"
-VERSION = "docker_version"
-ALL = frozenset((PS, INFO, VERSION))
+from xscontainer import xapi_keys
+
+ALL = frozenset((xapi_keys.DOCKER_PS, xapi_keys.DOCKER_INFO, xapi_keys.DOCKER_VERSION))
 NOTHING: FrozenSet[str] = frozenset()
 
 # Container actions that change what `docker ps -a` shows.
@@ -101,16 +100,16 @@ def stale_keys(event: Optional[DockerEvent]) -> FrozenSet[str]:
     if event.type == "container":
         keys = set()
         if event.action in PS_ACTIONS:
-            keys.add(PS)
+            keys.add(xapi_keys.DOCKER_PS)
         if event.action in INFO_CONTAINER_ACTIONS:
-            keys.add(INFO)
+            keys.add(xapi_keys.DOCKER_INFO)
         return frozenset(keys)
     if event.type == "image" and event.action in IMAGE_ACTIONS:
         if event.action in IMAGE_PS_ACTIONS:
-            return frozenset((PS, INFO))
-        return frozenset((INFO,))
+            return frozenset((xapi_keys.DOCKER_PS, xapi_keys.DOCKER_INFO))
+        return frozenset((xapi_keys.DOCKER_INFO,))
     if event.type == "daemon" and event.action == "reload":
-        return frozenset((INFO,))
+        return frozenset((xapi_keys.DOCKER_INFO,))
     return NOTHING
 
 

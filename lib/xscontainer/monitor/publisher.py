@@ -27,14 +27,13 @@ import threading
 import time
 from typing import Callable, Dict, List, Mapping, Optional, Set
 
-from xscontainer import errors, keys
-from xscontainer.monitor import rules, xapiconn
+from xscontainer import errors, xapi_keys
+from xscontainer.monitor import xapiconn
 from xscontainer.monitor.coalesce import Backoff
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-FAILURE_MESSAGE = keys.MONITOR_FAILED_MESSAGE
 FAILURE_PRIORITY = 3
 _UNSET = object()
 
@@ -116,7 +115,7 @@ class Publisher:
                 # a withdrawal removes each key once; what another host (the
                 # migration destination) publishes afterwards is theirs
                 return
-            if any(entry.written.get(k) != current.get(k) for k in rules.DOCKER_KEYS):
+            if any(entry.written.get(k) != current.get(k) for k in xapi_keys.DOCKER):
                 entry.verify = True
                 self._mark(ref)
 
@@ -128,7 +127,7 @@ class Publisher:
                 return
             entry.withdrawing = True
             entry.verify = False
-            entry.desired = {key: None for key in rules.DOCKER_KEYS}
+            entry.desired = {key: None for key in xapi_keys.DOCKER}
             entry.failure_body = None
             if not entry.message_absent:
                 entry.failure_action = "clear"
@@ -140,7 +139,7 @@ class Publisher:
             entry = self._entries.get(ref)
             if entry is None or entry.withdrawing:
                 return
-            entry.desired = {key: None for key in rules.DOCKER_KEYS}
+            entry.desired = {key: None for key in xapi_keys.DOCKER}
             self._mark(ref)
 
     def forget(self, ref: str) -> None:
@@ -324,10 +323,10 @@ class Publisher:
             fresh = self.xapi.vm_other_config(ref)
             with self._cond:
                 entry.verify = False
-                for key in rules.DOCKER_KEYS:
+                for key in xapi_keys.DOCKER:
                     entry.written[key] = fresh.get(key)
                 self._cond.notify_all()
-        for key in rules.DOCKER_KEYS:
+        for key in xapi_keys.DOCKER:
             with self._cond:
                 if entry.verify:  # a newer snapshot disagreed meanwhile
                     self._dirty.add(ref)
@@ -360,15 +359,16 @@ class Publisher:
             action, body = entry.failure_action, entry.failure_body
         if action is None:
             return
-        existing = xapiconn.vm_messages(self.xapi, FAILURE_MESSAGE, entry.uuid)
+        existing = xapiconn.vm_messages(self.xapi, xapi_keys.MONITOR_FAILED_MESSAGE, entry.uuid)
         keep = existing[:1] if action == "post" else []
         for message in existing[len(keep):]:
             self.xapi.destroy_message(message)
         if action == "post" and not keep and body is not None:
-            self.xapi.create_vm_message(FAILURE_MESSAGE, entry.uuid, body, FAILURE_PRIORITY)
-            log.warning("posted %s for VM %s", FAILURE_MESSAGE, entry.uuid)
+            self.xapi.create_vm_message(xapi_keys.MONITOR_FAILED_MESSAGE, entry.uuid, body,
+                                        FAILURE_PRIORITY)
+            log.warning("posted %s for VM %s", xapi_keys.MONITOR_FAILED_MESSAGE, entry.uuid)
         elif action == "clear" and existing:
-            log.info("destroyed %s of VM %s", FAILURE_MESSAGE, entry.uuid)
+            log.info("destroyed %s of VM %s", xapi_keys.MONITOR_FAILED_MESSAGE, entry.uuid)
         with self._cond:
             entry.message_absent = action == "clear"
             if entry.failure_action == action and entry.failure_body == body:

@@ -6,20 +6,13 @@ give them), so the rules are testable as tables.
 
 from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
-from xscontainer import keys
+from xscontainer import xapi_keys
 
-MONITOR_KEY = keys.MONITOR
-DOCKER_KEYS = keys.DOCKER
 NULL_REF = "OpaqueRef:NULL"
 
 # VM other-config keys that say how to reach the guest: a change means the
 # worker reconnects at once (xscontainer-prepare-vm relies on it).
-USERNAME_KEY = keys.USERNAME
-MODE_KEY = keys.MODE
-HOSTKEY_KEY = keys.SSH_HOST_KEY
-TLS_PREFIX = keys.TLS_PREFIX
 # VM other-config keys holding uuids of XAPI secrets (shared between clones).
-TLS_SECRET_KEYS = keys.TLS_SECRETS
 
 
 def other_config(record: Mapping[str, Any]) -> Dict[str, str]:
@@ -48,11 +41,11 @@ def why_not_monitored(record: Mapping[str, Any], this_host: str) -> Optional[str
         return "it is a template"
     if record.get("is_a_snapshot"):
         return "it is a snapshot"
-    flag = other_config(record).get(MONITOR_KEY)
+    flag = other_config(record).get(xapi_keys.MONITOR)
     if flag is None:
         return "it is not registered"
     if flag.strip().lower() != "true":
-        return "it is deregistered (%s=%s)" % (MONITOR_KEY, flag)
+        return "it is deregistered (%s=%s)" % (xapi_keys.MONITOR, flag)
     if record.get("power_state") != "Running":
         return "it is %s" % (record.get("power_state") or "not running")
     if record.get("resident_on") != this_host:
@@ -71,19 +64,20 @@ def connection_settings(record: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...
     config = other_config(record)
     return tuple(sorted(
         (key, value) for key, value in config.items()
-        if key in (USERNAME_KEY, MODE_KEY, HOSTKEY_KEY) or key.startswith(TLS_PREFIX)
+        if key in (xapi_keys.USERNAME, xapi_keys.MODE, xapi_keys.SSH_HOST_KEY)
+        or key.startswith(xapi_keys.TLS_PREFIX)
     ))
 
 
 def docker_values(record: Mapping[str, Any]) -> Dict[str, Optional[str]]:
     """What the record holds under each docker key (None when absent)."""
     config = other_config(record)
-    return {key: config.get(key) for key in DOCKER_KEYS}
+    return {key: config.get(key) for key in xapi_keys.DOCKER}
 
 
 def tls_secret_uuids(record: Mapping[str, Any]) -> Set[str]:
     config = other_config(record)
-    return {config[key].strip() for key in TLS_SECRET_KEYS if config.get(key, "").strip()}
+    return {config[key].strip() for key in xapi_keys.TLS_SECRETS if config.get(key, "").strip()}
 
 
 def is_stale_halted(record: Mapping[str, Any]) -> bool:

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
-from xscontainer import errors, xmlenc
+from xscontainer import errors, xapi_keys, xmlenc
 from xscontainer.diagnose import diagnose
 from xscontainer.docker_api import DockerClient
 from xscontainer.guest import Guest
@@ -156,7 +156,7 @@ class VMWorker:
         """Fetch and publish docker_ps now; returns the XML."""
         with self._refresh_lock:
             xml = xmlenc.docker_ps(client.ps())
-            self.publisher.set(self.ref, events.PS, xml)
+            self.publisher.set(self.ref, xapi_keys.DOCKER_PS, xml)
             self.stats["ps_refreshes"] += 1
         return xml
 
@@ -252,11 +252,11 @@ class VMWorker:
                             client: DockerClient) -> Tuple[Tuple[str, str], ...]:
         """The settings as they will read once we pinned the guest's host key ourselves."""
         items = dict(key)
-        if rules.HOSTKEY_KEY not in items:
+        if xapi_keys.SSH_HOST_KEY not in items:
             ssh = getattr(client.adapter, "ssh", None)
             server_key = getattr(ssh, "server_key_b64", None)
             if isinstance(server_key, str):
-                items[rules.HOSTKEY_KEY] = server_key
+                items[xapi_keys.SSH_HOST_KEY] = server_key
         return tuple(sorted(items.items()))
 
     def _follow(self, client: DockerClient, session_no: int) -> None:
@@ -293,10 +293,10 @@ class VMWorker:
                 keys = events.ALL
                 next_resync = now + self.settings.resync
             if catch_up is not None and now >= catch_up:
-                keys = keys | frozenset((events.PS, events.INFO))
+                keys = keys | frozenset((xapi_keys.DOCKER_PS, xapi_keys.DOCKER_INFO))
                 catch_up = None
             if not keys and now >= last_traffic + self.settings.probe:
-                keys = frozenset((events.VERSION,))
+                keys = frozenset((xapi_keys.DOCKER_VERSION,))
                 self.stats["probes"] += 1
             if keys:
                 self._refresh(client, keys)
@@ -315,8 +315,8 @@ class VMWorker:
                     self.stats["events"] += 1
                     self._last_event_at = now
                     if keys:
-                        self._coalescer.note(keys - {events.INFO}, now)
-                        self._info_coalescer.note(keys & {events.INFO}, now)
+                        self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now)
+                        self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now)
                         self._cond.notify_all()
                 if keys and log.isEnabledFor(logging.DEBUG):
                     log.debug("%s: %r -> refresh %s", self.where, event, ", ".join(sorted(keys)))
@@ -329,18 +329,18 @@ class VMWorker:
 
     def _refresh(self, client: DockerClient, keys: FrozenSet[str]) -> None:
         with self._refresh_lock:
-            if events.VERSION in keys:
-                self.publisher.set(self.ref, events.VERSION,
+            if xapi_keys.DOCKER_VERSION in keys:
+                self.publisher.set(self.ref, xapi_keys.DOCKER_VERSION,
                                    xmlenc.docker_version(client.version()))
-            if events.INFO in keys:
+            if xapi_keys.DOCKER_INFO in keys:
                 info = client.info()
                 fingerprint = info_fingerprint(info)
                 if (fingerprint != self._info_fingerprint
-                        or self.publisher.desired(self.ref, events.INFO) is None):
+                        or self.publisher.desired(self.ref, xapi_keys.DOCKER_INFO) is None):
                     self._info_fingerprint = fingerprint
-                    self.publisher.set(self.ref, events.INFO, xmlenc.docker_info(info))
-            if events.PS in keys:
-                self.publisher.set(self.ref, events.PS, xmlenc.docker_ps(client.ps()))
+                    self.publisher.set(self.ref, xapi_keys.DOCKER_INFO, xmlenc.docker_info(info))
+            if xapi_keys.DOCKER_PS in keys:
+                self.publisher.set(self.ref, xapi_keys.DOCKER_PS, xmlenc.docker_ps(client.ps()))
                 self.stats["ps_refreshes"] += 1
             self.stats["refreshes"] += 1
 
@@ -439,9 +439,9 @@ class VMWorker:
 def _only_pinned(old: Tuple[Tuple[str, str], ...], new: Tuple[Tuple[str, str], ...]) -> bool:
     """True if `new` is `old` plus a newly pinned SSH host key."""
     old_items, new_items = dict(old), dict(new)
-    if rules.HOSTKEY_KEY in old_items or rules.HOSTKEY_KEY not in new_items:
+    if xapi_keys.SSH_HOST_KEY in old_items or xapi_keys.SSH_HOST_KEY not in new_items:
         return False
-    del new_items[rules.HOSTKEY_KEY]
+    del new_items[xapi_keys.SSH_HOST_KEY]
     return old_items == new_items
 
 

@@ -12,13 +12,12 @@ import io
 import logging
 from typing import Any, Dict, List, Optional, Tuple
 
-from xscontainer import errors, keys
+from xscontainer import errors, xapi_keys
 from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
 
 TEMP_VDI_NAME = "Temp Container Management Image"
-MARKER_KEY = keys.TLS_ISO
 SIZE_UNIT = 1 << 20
 
 
@@ -71,7 +70,7 @@ def is_ours(xapi: Xapi, vdi_ref: str) -> bool:
         record = xapi.call("VDI.get_record", vdi_ref)
     except errors.XAPIError:
         return False
-    return bool((record.get("other_config") or {}).get(MARKER_KEY) == "True")
+    return bool((record.get("other_config") or {}).get(xapi_keys.TLS_ISO) == "True")
 
 
 def vdi_name(xapi: Xapi, vdi_ref: str) -> str:
@@ -112,7 +111,7 @@ def upload(xapi: Xapi, sr_ref: str, image: bytes) -> str:
         "type": "user",
         "sharable": False,
         "read_only": False,
-        "other_config": {MARKER_KEY: "True"},
+        "other_config": {xapi_keys.TLS_ISO: "True"},
         "xenstore_data": {},
         "sm_config": {},
         "tags": [],

@@ -5,7 +5,7 @@ import logging
 from typing import Optional
 
 from xscontainer import diagnose as diagnose_mod
-from xscontainer import keys
+from xscontainer import xapi_keys
 from xscontainer.guest import Guest
 from xscontainer.prepare.console import Console
 from xscontainer.transport.ssh import Timeouts
@@ -13,7 +13,6 @@ from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-MONITOR_KEY = keys.MONITOR  # as the plugin's register sets it
 # prepare-vm talks to one guest, interactively: more patience than the plugin
 TIMEOUTS = Timeouts(connect=5.0, handshake=15.0, auth=30.0, request=60.0)
 
@@ -67,7 +66,7 @@ def verify(console: Console, guest: Guest) -> diagnose_mod.Report:
 
 
 def register(console: Console, guest: Guest) -> None:
-    changed = ensure(guest.xapi, guest.ref, MONITOR_KEY, "True")
+    changed = ensure(guest.xapi, guest.ref, xapi_keys.MONITOR, "True")
     console.say("The VM is registered for container monitoring%s." % (
         "" if changed else " (it already was)"))
 

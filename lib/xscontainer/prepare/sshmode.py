@@ -19,8 +19,8 @@ not even a pool key is generated.
 
 import logging
 
-from xscontainer import errors, poolkey, tlssecrets, transport
-from xscontainer.guest import HOSTKEY_KEY, MODE_KEY, SSH_PORT, USERNAME_KEY, Guest
+from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
+from xscontainer.guest import SSH_PORT, Guest
 from xscontainer.prepare import common
 from xscontainer.prepare.console import Aborted, Console
 from xscontainer.transport.ssh import SSHSession
@@ -74,7 +74,7 @@ def run(console: Console, xapi: Xapi, vm_uuid: str, username: str,
         raise Aborted("Nothing was changed.")
     password = console.password("Password of %s in the VM: " % username, password_from_stdin)
     sock, address = transport.connect_first(addresses, SSH_PORT, common.TIMEOUTS.connect)
-    pinned = common.other_config_value(guest, HOSTKEY_KEY)
+    pinned = common.other_config_value(guest, xapi_keys.SSH_HOST_KEY)
     console.say("Logging in to %s as %s with the password." % (address, username))
     session = SSHSession.open_with_password(sock, address, username, password, pinned, vm_uuid,
                                             common.TIMEOUTS)
@@ -82,19 +82,20 @@ def run(console: Console, xapi: Xapi, vm_uuid: str, username: str,
     try:
         if pinned is None:
             guest.pin_host_key(session.server_key_b64)
-            console.say("Recorded the VM's SSH host key (other-config %s)." % HOSTKEY_KEY)
+            console.say("Recorded the VM's SSH host key (other-config %s)."
+                        % xapi_keys.SSH_HOST_KEY)
         _install_key(console, session, poolkey.public_key_line(xapi), username, address)
     finally:
         session.close()
 
-    probe = common.with_settings(common.reload(guest), **{USERNAME_KEY: username,
-                                                          MODE_KEY: "ssh"})
+    probe = common.with_settings(common.reload(guest), **{xapi_keys.USERNAME: username,
+                                                          xapi_keys.MODE: "ssh"})
     common.verify(console, probe)
-    changed = [key for key, value in ((USERNAME_KEY, username), (MODE_KEY, "ssh"))
+    changed = [key for key, value in ((xapi_keys.USERNAME, username), (xapi_keys.MODE, "ssh"))
                if common.ensure(xapi, guest.ref, key, value)]
     if changed:
         console.say("Stored other-config %s." % ", ".join(
-            "%s=%s" % (k, v) for k, v in ((USERNAME_KEY, username), (MODE_KEY, "ssh"))
+            "%s=%s" % (k, v) for k, v in ((xapi_keys.USERNAME, username), (xapi_keys.MODE, "ssh"))
             if k in changed))
     _release_tls(console, guest)
     common.register(console, guest)

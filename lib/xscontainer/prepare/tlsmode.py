@@ -27,8 +27,8 @@ import ssl
 import time
 from typing import List, Optional, Tuple
 
-from xscontainer import certs, errors, tlssecrets
-from xscontainer.guest import MODE_KEY, Guest
+from xscontainer import certs, errors, tlssecrets, xapi_keys
+from xscontainer.guest import Guest
 from xscontainer.prepare import cdrom, common, tlsiso
 from xscontainer.prepare.console import Aborted, Console
 from xscontainer.transport import tls
@@ -85,9 +85,9 @@ def run_external(console: Console, xapi: Xapi, vm_uuid: str,
 def _store_and_finish(console: Console, guest: Guest, material: tls.Material) -> None:
     tlssecrets.store(guest.xapi, guest.ref, material)
     console.say("Stored the client certificate, its key and the CA as XAPI secrets "
-                "(other-config %s)." % ", ".join(tlssecrets.KEYS))
-    if common.ensure(guest.xapi, guest.ref, MODE_KEY, "tls"):
-        console.say("Set other-config %s=tls." % MODE_KEY)
+                "(other-config %s)." % ", ".join(xapi_keys.TLS_SECRETS))
+    if common.ensure(guest.xapi, guest.ref, xapi_keys.MODE, "tls"):
+        console.say("Set other-config %s=tls." % xapi_keys.MODE)
     common.verify(console, common.reload(guest))
     common.register(console, guest)
     console.say("Done: the pool manages the containers of %s over TLS." % guest.where)

@@ -1,4 +1,4 @@
-"""The names xscontainer uses in XAPI: part of the wire contract.
+"""The key and message names xscontainer uses in XAPI: part of the wire contract.
 
 XenCenter, Xen Orchestra and pools that used the original xscontainer read or
 wrote these, so they never change. README ("What xscontainer keeps in XAPI")
