@@ -40,7 +40,6 @@ from xscontainer.transport.tls import Material
 
 VALIDITY_DAYS = 2 * 365
 BACKDATE = datetime.timedelta(minutes=5)
-CURVE_NAME = "secp256r1"
 MIN_RSA_BITS = 2048
 UTC = datetime.timezone.utc
 

@@ -5,7 +5,6 @@ own files so that several simulated hosts can share one machine.
 """
 
 import os
-from typing import List
 
 _DEFAULTS = {
     # xapi's local XML-RPC (and HTTP) endpoint
@@ -49,8 +48,3 @@ def tools_iso_dir() -> str:
 
 def run_dir() -> str:
     return _get("XSCONTAINER_RUN_DIR")
-
-
-def env_names() -> List[str]:
-    """The environment variables this module honours (the lab sets them all)."""
-    return sorted(_DEFAULTS)

@@ -33,8 +33,6 @@ daemon.json.before-xscontainer), restarts the Docker service and shows the
 firewall rule the control domain needs (TCP port 2376). The control domain ejects
 and deletes this CD when the preparation ends.
 """
-FILES = ("README.txt", "configure_tls.cmd", "daemon.json", "server/ca.pem",
-         "server/server-cert.pem", "server/server-key.pem")
 
 
 def _data(name: str) -> str:

@@ -36,7 +36,6 @@ from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WAIT = 600.0
 POLL_INTERVAL = 2.0
 PROGRESS_INTERVAL = 15.0
 SINGLE_USER_WARNING = (
