@@ -42,10 +42,8 @@ import tempfile
 from io import BytesIO
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple, cast
 
-import XenAPI
-
 from xscontainer import errors, iso, paths, xapi_keys
-from xscontainer.xapi import NULL_REF, Xapi, failure_code
+from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
 
@@ -429,11 +427,11 @@ def _vbd_is_drive(xapi: Xapi, record: Dict[str, Any]) -> bool:
     if not vdi or vdi == NULL_REF:
         return False
     try:
-        return _true(xapi.api.VDI.get_other_config(vdi).get(xapi_keys.CONFIG_DRIVE))
-    except XenAPI.Failure as exc:
-        if failure_code(exc) == "HANDLE_INVALID":  # its VDI is gone
+        return _true(xapi.call("VDI.get_other_config", vdi).get(xapi_keys.CONFIG_DRIVE))
+    except errors.XAPIError as exc:
+        if exc.gone:  # its VDI is gone
             return False
-        raise errors.XAPIError.from_failure(exc, "VDI.get_other_config") from exc
+        raise
 
 
 def config_drive_vbds(xapi: Xapi, vm: str) -> List[Tuple[str, Dict[str, Any]]]:
@@ -462,8 +460,8 @@ def _remove_drive(xapi: Xapi, vbd: str, record: Dict[str, Any], vm_uuid: str) ->
         if record.get("currently_attached") and xapi.api.VBD.get_currently_attached(vbd):
             xapi.api.VBD.unplug(vbd)
         xapi.api.VBD.destroy(vbd)
-    except XenAPI.Failure as exc:
-        if failure_code(exc) != "HANDLE_INVALID":  # gone already is fine
+    except errors.XAPIError as exc:
+        if not exc.gone:  # gone already is fine
             raise errors.ConfigDriveError(
                 "The VM's current config drive could not be detached (%s). The guest may be "
                 "using it: shut VM %s down and retry." % (" ".join(exc.details), vm_uuid),
@@ -472,10 +470,10 @@ def _remove_drive(xapi: Xapi, vbd: str, record: Dict[str, Any], vm_uuid: str) ->
     vdi = record.get("VDI")
     if vdi and vdi != NULL_REF:
         try:
-            xapi.api.VDI.destroy(vdi)
-        except XenAPI.Failure as exc:
-            if failure_code(exc) != "HANDLE_INVALID":
-                raise errors.XAPIError.from_failure(exc, "VDI.destroy") from exc
+            xapi.call("VDI.destroy", vdi)
+        except errors.XAPIError as exc:
+            if not exc.gone:
+                raise
 
 
 class _Undo:
@@ -539,10 +537,10 @@ def _add_hin_vif(xapi: Xapi, vm: str, network: str, undo: _Undo) -> str:
                 "device": device, "network": network, "VM": vm, "MAC": "", "MTU": "1500",
                 "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {},
             })
-        except XenAPI.Failure as exc:
-            if failure_code(exc) == "DEVICE_ALREADY_EXISTS":
+        except errors.XAPIError as exc:
+            if exc.xapi_code == "DEVICE_ALREADY_EXISTS":
                 continue
-            raise errors.XAPIError.from_failure(exc, "VIF.create") from exc
+            raise
         undo.add("destroy VIF %s" % device, functools.partial(xapi.api.VIF.destroy, vif))
         log.info("added a VIF (device %s) on the host internal network", device)
         return device
@@ -593,10 +591,10 @@ def _attach(xapi: Xapi, vm: str, vdi: str, vm_uuid: str, undo: _Undo) -> str:
                 "other_config": {xapi_keys.CONFIG_DRIVE: "True"},
                 "qos_algorithm_type": "", "qos_algorithm_params": {},
             })
-        except XenAPI.Failure as exc:
-            if failure_code(exc) == "DEVICE_ALREADY_EXISTS":
+        except errors.XAPIError as exc:
+            if exc.xapi_code == "DEVICE_ALREADY_EXISTS":
                 continue  # taken meanwhile: the next free one
-            raise errors.XAPIError.from_failure(exc, "VBD.create") from exc
+            raise
         undo.add("destroy the new VBD", functools.partial(xapi.api.VBD.destroy, vbd))
         return str(vbd)
     raise _no_userdevice(vm_uuid)
@@ -607,22 +605,21 @@ def _plug_if_running(xapi: Xapi, vm: str, vbd: str) -> None:
         return
     try:
         xapi.api.VBD.plug(vbd)
-    except XenAPI.Failure as exc:
+    except errors.XAPIError as exc:
+        if exc.failure is None:  # XAPI itself is unreachable: not a plug problem
+            raise
         # Attached all the same: the guest sees it at its next boot, which is when
         # it reads its cloud-config.
         log.warning("the new config drive could not be hot-plugged (%s); the VM gets it "
-                    "at its next boot", " ".join(str(d) for d in exc.details))
+                    "at its next boot", " ".join(exc.failure))
 
 
 def _seed_monitor_key(xapi: Xapi, vm: str) -> None:
     """xscontainer-monitor=False if absent, so XenCenter offers container management."""
     if xapi_keys.MONITOR in xapi.vm_other_config(vm):
         return
-    try:
-        xapi.api.VM.add_to_other_config(vm, xapi_keys.MONITOR, "False")
-    except XenAPI.Failure as exc:
-        if failure_code(exc) != "MAP_DUPLICATE_KEY":  # someone set it meanwhile: theirs stays
-            raise errors.XAPIError.from_failure(exc, "VM.add_to_other_config") from exc
+    # someone may set it meanwhile: theirs stays
+    xapi.add_key_if_absent("VM", vm, xapi_keys.MONITOR, "False")
 
 
 # -- plugin functions -----------------------------------------------------------------

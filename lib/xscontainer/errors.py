@@ -6,23 +6,25 @@ Every error carries:
 * ``message``: what went wrong **and what to do about it**, for a person;
 * ``details``: machine-readable strings (the VM uuid first when there is one).
 
-At the plugin edge, `xapi_error_description` turns any exception into the
-``ErrorDescription`` of a XAPI failure. Messages and details must never contain
-secrets, private keys or session refs; `xapi_description` also passes them
-through `log.redact` as a safety net.
+`xapi_description()` is the ``ErrorDescription`` of the XAPI failure a client
+gets. Messages and details must never contain secrets, private keys or session
+refs; the edge that renders a description (the plugin's dispatch) also passes it
+through the log's redaction and XML's character rules as a safety net.
+
+This module imports nothing from the package, so that any module can raise
+these errors without import cycles.
 
     raise errors.VMNotRunning("VM %s is Halted. Start it and retry." % uuid, uuid)
 """
 
 from typing import Any, Dict, List, Optional, Sequence, Type
 
-from xscontainer import log, xapi_keys, xmlenc
-
 # code -> class, in definition order; filled in as the classes are defined.
 CODES: Dict[str, Type["XSContainerError"]] = {}
 
 CODE_PREFIX = "XSCONTAINER_"
-PLUGIN_FAILURE = "XENAPI_PLUGIN_FAILURE"
+# What replaces a secret in texts that leave the process (logs, errors).
+REDACTED = "<redacted>"
 
 
 def _register(cls: Type["XSContainerError"]) -> None:
@@ -56,26 +58,10 @@ class XSContainerError(Exception):
 
     def xapi_description(self) -> List[str]:
         """The ErrorDescription of the XAPI failure: ``[code, message] + details``."""
-        return [_safe(text) for text in [self.code, self.message, *self.details]]
+        return [self.code, self.message, *self.details]
 
 
 _register(XSContainerError)
-
-
-def _safe(text: str) -> str:
-    """Text fit for an XML-RPC failure: no secrets, no characters XML forbids."""
-    return xmlenc.strip_illegal(log.redact(text))
-
-
-def xapi_error_description(exc: BaseException, fn: str) -> List[str]:
-    """The ErrorDescription the plugin reports for `exc` raised by plugin function `fn`.
-
-    An XSContainerError gives its own description; anything else gives xapi's
-    default shape ``['XENAPI_PLUGIN_FAILURE', fn, class name, str(exc)]``.
-    """
-    if isinstance(exc, XSContainerError):
-        return exc.xapi_description()
-    return [PLUGIN_FAILURE, _safe(fn), type(exc).__name__, _safe(str(exc))]
 
 
 # --- arguments and VMs ---------------------------------------------------------
@@ -141,32 +127,10 @@ class SSHAuthFailed(SSHError):
     code = "XSCONTAINER_SSH_AUTH_FAILED"
 
 
-HOSTKEY_KEY = xapi_keys.SSH_HOST_KEY
-
-
 class SSHHostKeyMismatch(SSHError):
     """The guest's SSH host key differs from the one pinned in VM other-config."""
 
     code = "XSCONTAINER_SSH_HOSTKEY_MISMATCH"
-
-    @classmethod
-    def for_vm(cls, vm_uuid: str, address: str) -> "SSHHostKeyMismatch":
-        return cls(
-            "The SSH host key of VM %s (at %s) does not match the key recorded when "
-            "xscontainer first connected to it, which could be a security breach. If the "
-            "change is expected (the VM was reinstalled or its SSH host keys regenerated), "
-            "reset the recorded key with: %s" % (vm_uuid, address, reset_hostkey_command(vm_uuid)),
-            vm_uuid,
-            address,
-        )
-
-
-def reset_hostkey_command(vm_uuid: str) -> str:
-    """The xe command that forgets the SSH host key pinned for a VM."""
-    return "xe vm-param-remove uuid=%s param-name=other-config param-key=%s" % (
-        vm_uuid,
-        HOSTKEY_KEY,
-    )
 
 
 class TLSError(GuestConnectionError):
@@ -260,10 +224,16 @@ class ResponseTooLarge(XSContainerError):
 
 # Failures whose parameters are session refs, which must not leave the host.
 _SESSION_FAILURES = frozenset(["SESSION_INVALID", "SESSION_NOT_REGISTERED"])
+# XAPI's codes for "no such object": a uuid or a ref that does not (or no longer) exist.
+GONE = frozenset(["UUID_INVALID", "HANDLE_INVALID"])
 
 
 class XAPIError(XSContainerError):
-    """A XAPI call failed; details are the XenAPI.Failure details (code first)."""
+    """A XAPI call failed, or XAPI could not be reached.
+
+    For a failure XAPI reported, details are its ErrorDescription (code first) and
+    `failure` holds it too; for a transport failure `failure` is None.
+    """
 
     code = "XSCONTAINER_XAPI_ERROR"
 
@@ -271,28 +241,36 @@ class XAPIError(XSContainerError):
         if details and details[0] in _SESSION_FAILURES:
             for secret in details[1:]:
                 if secret:
-                    message = message.replace(secret, log.REDACTED)
-            details = (details[0],) + (log.REDACTED,) * (len(details) - 1)
+                    message = message.replace(secret, REDACTED)
+            details = (details[0],) + (REDACTED,) * (len(details) - 1)
         super().__init__(message, *details)
+        self.failure: Optional[List[str]] = None
 
     @classmethod
     def from_failure(cls, failure: BaseException, call: str) -> "XAPIError":
-        """Wrap a XenAPI.Failure (or any error) raised by the XAPI call `call`."""
-        failure_details: Sequence[Any] = getattr(failure, "details", None) or [
-            type(failure).__name__,
-            str(failure),
-        ]
+        """Wrap the failure the XAPI call `call` raised: a XAPI failure (an
+        exception with `details`, XAPI's ErrorDescription) or a transport error."""
+        xapi_details: Optional[Sequence[Any]] = getattr(failure, "details", None)
+        failure_details = xapi_details or [type(failure).__name__, str(failure)]
         details = [str(detail) for detail in failure_details]
-        return cls(
+        error = cls(
             "XAPI call %s failed: %s. See /var/log/xensource.log on the pool "
             "coordinator for details." % (call, " ".join(details)),
             *details,
         )
+        if xapi_details:
+            error.failure = [str(detail) for detail in xapi_details]
+        return error
 
     @property
     def xapi_code(self) -> str:
         """The XAPI error code, e.g. ``HANDLE_INVALID`` ('' if unknown)."""
         return self.details[0] if self.details else ""
+
+    @property
+    def gone(self) -> bool:
+        """The object the call named does not exist (any more)."""
+        return self.xapi_code in GONE
 
 
 class Timeout(XSContainerError):

@@ -13,8 +13,6 @@ import re
 import ssl
 from typing import Any, Dict, List, Mapping, Optional
 
-import XenAPI
-
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
 from xscontainer.docker_api import DockerClient
 from xscontainer.transport import ssh as ssh_transport
@@ -161,17 +159,13 @@ class Guest:
         self._pin_host_key(key_b64)
 
     def _pin_host_key(self, key_b64: str) -> None:
-        try:
-            self.xapi.api.VM.add_to_other_config(self.ref, xapi_keys.SSH_HOST_KEY, key_b64)
+        if self.xapi.add_key_if_absent("VM", self.ref, xapi_keys.SSH_HOST_KEY, key_b64):
             log.info("pinned the SSH host key of %s", self.where)
-        except XenAPI.Failure as exc:
-            if not exc.details or exc.details[0] != "MAP_DUPLICATE_KEY":
-                raise errors.XAPIError("Pinning the VM's SSH host key failed: %s"
-                                       % " ".join(exc.details)) from exc
-            # pinned concurrently by another process: it must be the same key
-            pinned = self.xapi.vm_other_config(self.ref).get(xapi_keys.SSH_HOST_KEY, "").strip()
-            if pinned != key_b64:
-                raise errors.SSHHostKeyMismatch.for_vm(self.uuid, "its address") from exc
+            return
+        # pinned concurrently by another process: it must be the same key
+        pinned = self.xapi.vm_other_config(self.ref).get(xapi_keys.SSH_HOST_KEY, "").strip()
+        if pinned != key_b64:
+            raise ssh_transport.hostkey_mismatch(self.uuid, "its address")
 
     def docker(self, timeouts: Optional[ssh_transport.Timeouts] = None) -> DockerClient:
         """A Docker client for the guest's engine, API version negotiated."""

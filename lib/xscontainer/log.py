@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, List, Optional, Type
 
 from xscontainer import paths
+from xscontainer.errors import REDACTED
 
 PACKAGE_LOGGER = "xscontainer"
 DEBUG_ENV = "XSCONTAINER_DEBUG"
@@ -40,7 +41,6 @@ _PASSWORD_ITEM = re.compile(
     r"""(?:'[^']*'|"[^"]*"|[^,}\s]+)""",
     re.IGNORECASE,
 )
-REDACTED = "<redacted>"
 
 
 def redact(text: str) -> str:

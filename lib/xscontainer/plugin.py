@@ -19,13 +19,12 @@ import importlib
 import logging
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import XenAPI
 import XenAPIPlugin  # from xapi-core on a host; a test stand-in in the lab
 
 from xscontainer import errors, xapi_keys
 from xscontainer import log as xlog
 from xscontainer.monitor import client as monitor_client
-from xscontainer.xapi import NULL_REF, UNKNOWN_OBJECT, Xapi
+from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ def _lookup(xapi: Xapi, method: str, *args: str) -> Optional[str]:
     try:
         return str(xapi.call(method, *args))
     except errors.XAPIError as exc:
-        if exc.xapi_code in UNKNOWN_OBJECT:
+        if exc.gone:
             return None
         raise
 
@@ -148,17 +147,27 @@ def _forward(xapi: Xapi, host: str, fn: str, args: Dict[str, str]) -> str:
     forwarded[xapi_keys.FORWARDED] = "1"
     log.info("forwarding %s to host %s", fn, host)
     try:
-        return str(xapi.api.host.call_plugin(host, PLUGIN_NAME, fn, forwarded))
-    except XenAPI.Failure as exc:
+        return str(xapi.call("host.call_plugin", host, PLUGIN_NAME, fn, forwarded))
+    except errors.XAPIError as exc:
+        if exc.failure is None:
+            raise  # XAPI could not be reached: our own failure
         # the remote failure goes back to the caller unchanged
-        raise _plugin_failure(list(exc.details)) from exc
+        raise XenAPIPlugin.Failure(exc.failure[0], exc.failure[1:]) from exc
 
 
 # -- the dispatch edge --------------------------------------------------------------
 
 
+def _clean(text: str) -> str:
+    """Text fit for an XML-RPC failure: no secrets, no characters XML forbids."""
+    from xscontainer import xmlenc  # noqa: PLC0415 (only when a call fails)
+
+    return xmlenc.strip_illegal(xlog.redact(text))
+
+
 def _plugin_failure(description: List[Any]) -> Exception:
-    return XenAPIPlugin.Failure(str(description[0]), [str(d) for d in description[1:]])
+    texts = [_clean(str(d)) for d in description]
+    return XenAPIPlugin.Failure(texts[0], texts[1:])
 
 
 def _wrap(fn: str, required: Tuple[str, ...], handler: Handler) -> Callable[[Any, Any], str]:

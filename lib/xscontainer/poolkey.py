@@ -15,7 +15,6 @@ import socket
 import time
 from typing import Optional, Tuple
 
-import XenAPI
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -88,14 +87,16 @@ def _create(xapi: Xapi) -> Optional[Tuple[str, str]]:
     private_uuid = xapi.create_secret(private)
     public_uuid = xapi.create_secret(public)
     try:
-        xapi.api.pool.add_to_other_config(
-            xapi.pool(), xapi_keys.POOL_PRIVATE_KEY_SECRET, private_uuid)
-    except XenAPI.Failure as exc:
+        added = xapi.add_key_if_absent(
+            "pool", xapi.pool(), xapi_keys.POOL_PRIVATE_KEY_SECRET, private_uuid)
+    except errors.XAPIError:
         xapi.destroy_secret(private_uuid)
         xapi.destroy_secret(public_uuid)
-        if exc.details and exc.details[0] == "MAP_DUPLICATE_KEY":
-            log.info("another process created the pool key first; using theirs")
-            return None
-        raise errors.XAPIError("Storing the pool's SSH key failed: %s" % exc.details) from exc
+        raise
+    if not added:
+        xapi.destroy_secret(private_uuid)
+        xapi.destroy_secret(public_uuid)
+        log.info("another process created the pool key first; using theirs")
+        return None
     xapi.set_pool_other_config(xapi_keys.POOL_PUBLIC_KEY_SECRET, public_uuid)
     return private, public

@@ -22,9 +22,6 @@ from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
-_GONE = ("UUID_INVALID", "HANDLE_INVALID")
-
-
 def secret_uuids(other_config: Mapping[str, str]) -> Dict[str, str]:
     """The TLS secret uuids a VM's other-config names (key -> uuid), present ones only."""
     return {k: other_config[k].strip() for k in xapi_keys.TLS_SECRETS
@@ -46,7 +43,7 @@ def load(xapi: Xapi, vm_uuid: str, other_config: Mapping[str, str], where: str) 
         try:
             values[key] = xapi.secret_value(secret_uuid)
         except errors.XAPIError as exc:
-            if exc.xapi_code not in _GONE:
+            if not exc.gone:
                 raise
             raise errors.TLSConfigMissing(
                 "The secret %s that %s names in other-config %s no longer exists. %s"

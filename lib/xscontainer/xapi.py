@@ -8,6 +8,10 @@
   the same maps concurrently, so a whole-map write could lose theirs.
 * The handful of objects xscontainer touches: VMs, guest metrics, the pool's
   other-config, secrets, messages, and the raw VDI upload/download handlers.
+* The XAPI boundary: this module alone imports XenAPI. Every XAPI failure and
+  every transport failure leaves it as `errors.XAPIError` (the XAPI code in
+  `.xapi_code`, "object gone" as `.gone`), whether through `Xapi.call` or
+  `Xapi.api.Class.method`.
 
 Session refs are credentials: nothing here logs them.
 """
@@ -66,9 +70,9 @@ class UnixTransport(xmlrpc.client.Transport):
 
 
 class _Guarded:
-    """XenAPI's method dispatcher, with transport failures (socket errors,
-    HTTP errors, XML-RPC faults such as an expired reused session) turned into
-    XAPIError. XenAPI.Failure passes through for callers that look at its code."""
+    """XenAPI's method dispatcher with every failure turned into XAPIError: XAPI's
+    own (XenAPI.Failure) and the transport's (socket errors, HTTP errors, XML-RPC
+    faults such as an expired reused session)."""
 
     def __init__(self, target: Any, name: str = "") -> None:
         self._target = target
@@ -81,9 +85,7 @@ class _Guarded:
     def __call__(self, *args: Any) -> Any:
         try:
             return self._target(*args)
-        except XenAPI.Failure:
-            raise
-        except (OSError, http.client.HTTPException, xmlrpc.client.Error) as exc:
+        except (XenAPI.Failure, OSError, http.client.HTTPException, xmlrpc.client.Error) as exc:
             raise errors.XAPIError.from_failure(exc, self._name) from exc
 
 
@@ -114,15 +116,17 @@ def this_host_uuid() -> str:
         ) from exc
 
 
-def failure_code(exc: BaseException) -> str:
-    """The XAPI error code of a XenAPI.Failure or an XAPIError ('' if none)."""
-    if isinstance(exc, errors.XAPIError):
-        return exc.xapi_code
-    details = getattr(exc, "details", None)
-    return str(details[0]) if details else ""
-
-
-UNKNOWN_OBJECT = ("UUID_INVALID", "HANDLE_INVALID")
+def logout_ref(session_ref: Optional[str], timeout: float = 5.0) -> None:
+    """Log out a session by its ref over a connection of our own (best effort)."""
+    if not session_ref:
+        return
+    session = _new_session(timeout)
+    try:
+        getattr(session, "session.logout")(session_ref)
+    except (OSError, xmlrpc.client.Error) as exc:
+        log.debug("logging out failed: %s", _describe(exc))
+    finally:
+        session.transport.close()
 
 
 class Xapi:
@@ -180,19 +184,15 @@ class Xapi:
 
     @property
     def api(self) -> Any:
-        """`xapi.api.VM.get_record(ref)` etc.: raises XenAPI.Failure for XAPI
-        errors and XAPIError when XAPI cannot be reached."""
+        """`xapi.api.VM.get_record(ref)` etc.; any failure raises XAPIError."""
         return _Guarded(self.session.xenapi)
 
     def call(self, method: str, *args: Any) -> Any:
-        """Call `Class.method` with args; XAPI and transport errors become XAPIError."""
+        """Call `Class.method` with args; any failure raises XAPIError."""
         target = self.api
         for part in method.split("."):
             target = getattr(target, part)
-        try:
-            return target(*args)
-        except (XenAPI.Failure, OSError, xmlrpc.client.Error) as exc:
-            raise errors.XAPIError.from_failure(exc, method) from exc
+        return target(*args)
 
     # -- hosts ----------------------------------------------------------------
 
@@ -206,21 +206,21 @@ class Xapi:
     def by_uuid(self, cls: str, uuid: str, missing: errors.XSContainerError) -> str:
         """The ref of the `cls` object with this uuid; raises `missing` if there is none."""
         try:
-            return cast(str, getattr(self.api, cls).get_by_uuid(uuid))
-        except XenAPI.Failure as exc:
-            if failure_code(exc) in UNKNOWN_OBJECT:
+            return cast(str, self.call(cls + ".get_by_uuid", uuid))
+        except errors.XAPIError as exc:
+            if exc.gone:
                 raise missing from exc
-            raise errors.XAPIError.from_failure(exc, cls + ".get_by_uuid") from exc
+            raise
 
     def live_records(self, cls: str, refs: Iterable[str]) -> Iterator[Tuple[str, Dict[str, Any]]]:
         """(ref, record) of each of `refs` that still exists: objects can vanish
         between listing them and reading them."""
         for ref in refs:
             try:
-                yield ref, getattr(self.api, cls).get_record(ref)
-            except XenAPI.Failure as exc:
-                if failure_code(exc) != "HANDLE_INVALID":
-                    raise errors.XAPIError.from_failure(exc, cls + ".get_record") from exc
+                yield ref, self.call(cls + ".get_record", ref)
+            except errors.XAPIError as exc:
+                if not exc.gone:
+                    raise
 
     def vm_by_uuid(self, vm_uuid: str) -> str:
         return self.by_uuid("VM", vm_uuid, errors.VMNotFound(
@@ -237,23 +237,27 @@ class Xapi:
         """Set one key of `cls`.other_config without touching the others."""
         for _attempt in range(3):
             self._remove_key(cls, ref, key)
-            try:
-                getattr(self.api, cls).add_to_other_config(ref, key, value)
+            # someone else re-added the key between our remove and add: redo
+            if self.add_key_if_absent(cls, ref, key, value):
                 return
-            except XenAPI.Failure as exc:
-                # someone else re-added the key between our remove and add: redo
-                if failure_code(exc) != "MAP_DUPLICATE_KEY":
-                    raise errors.XAPIError.from_failure(exc, cls + ".add_to_other_config") from exc
         raise errors.XAPIError(
             "Could not set other-config key %s: it kept being re-added concurrently." % key
         )
 
+    def add_key_if_absent(self, cls: str, ref: str, key: str, value: str) -> bool:
+        """Add one key to `cls`.other_config unless it is there already (then
+        False: whoever set it first wins, and their value stays)."""
+        try:
+            self.call(cls + ".add_to_other_config", ref, key, value)
+            return True
+        except errors.XAPIError as exc:
+            if exc.xapi_code != "MAP_DUPLICATE_KEY":
+                raise
+            return False
+
     def _remove_key(self, cls: str, ref: str, key: str) -> None:
         # remove_from_other_config on an absent key is a no-op in xapi
         self.call(cls + ".remove_from_other_config", ref, key)
-
-    def remove_other_config_key(self, cls: str, ref: str, key: str) -> None:
-        self._remove_key(cls, ref, key)
 
     def set_vm_other_config(self, vm_ref: str, key: str, value: str) -> None:
         self.set_other_config_key("VM", vm_ref, key, value)
@@ -267,11 +271,11 @@ class Xapi:
         if not metrics or metrics == NULL_REF:
             return None
         try:
-            return cast(Dict[str, str], self.api.VM_guest_metrics.get_networks(metrics))
-        except XenAPI.Failure as exc:
-            if failure_code(exc) == "HANDLE_INVALID":  # metrics vanished under us
+            return cast(Dict[str, str], self.call("VM_guest_metrics.get_networks", metrics))
+        except errors.XAPIError as exc:
+            if exc.gone:  # metrics vanished under us
                 return None
-            raise errors.XAPIError.from_failure(exc, "VM_guest_metrics.get_networks") from exc
+            raise
 
     # -- pool -------------------------------------------------------------------
 
@@ -297,12 +301,10 @@ class Xapi:
 
     def destroy_secret(self, secret_uuid: str) -> None:
         try:
-            ref = self.api.secret.get_by_uuid(secret_uuid)
-        except XenAPI.Failure as exc:
-            if failure_code(exc) == "UUID_INVALID":
-                return
-            raise errors.XAPIError.from_failure(exc, "secret.get_by_uuid") from exc
-        self.call("secret.destroy", ref)
+            self.call("secret.destroy", self.call("secret.get_by_uuid", secret_uuid))
+        except errors.XAPIError as exc:
+            if not exc.gone:  # gone already is fine
+                raise
 
     # -- messages (XenCenter shows them as alerts) --------------------------------
 
@@ -320,10 +322,10 @@ class Xapi:
 
     def destroy_message(self, ref: str) -> None:
         try:
-            self.api.message.destroy(ref)
-        except XenAPI.Failure as exc:
-            if failure_code(exc) != "HANDLE_INVALID":  # already gone is fine
-                raise errors.XAPIError.from_failure(exc, "message.destroy") from exc
+            self.call("message.destroy", ref)
+        except errors.XAPIError as exc:
+            if not exc.gone:  # gone already is fine
+                raise
 
     # -- raw VDI transfer (xapi's HTTP handlers on the same socket) ---------------
 

@@ -81,7 +81,9 @@ class FakeXapi:
     def __exit__(self, *exc: Any) -> None:
         pass
 
-    def call(self, method: str, *args: str) -> str:
+    def call(self, method: str, *args: Any) -> str:
+        if method == "host.call_plugin":
+            return self.call_plugin(*args)
         return {"VM.get_by_uuid": "OpaqueRef:vm", "VM.get_resident_on": self.resident}[method]
 
     def this_host(self) -> str:
@@ -115,11 +117,38 @@ def test_a_call_for_a_vm_on_another_host_is_forwarded_unchanged(monkeypatch):
 
 
 def test_a_remote_failure_comes_back_as_the_same_xapi_failure(monkeypatch):
-    remote = XenAPI.Failure(["XSCONTAINER_NO_SUCH_CONTAINER", "No such container: web", "404"])
+    details = ["XSCONTAINER_NO_SUCH_CONTAINER", "No such container: web", "404"]
+    remote = errors.XAPIError.from_failure(XenAPI.Failure(details), "host.call_plugin")
     fake = FakeXapi("OpaqueRef:host2", "OpaqueRef:host1", remote)
     with pytest.raises(XenAPIPlugin.Failure) as exc:
         handler(monkeypatch, fake, "stop")(FakeSession(), {"vmuuid": "u", "container": "web"})
-    assert exc.value.params == remote.details
+    assert exc.value.params == details
+
+
+def test_an_unreachable_remote_host_is_our_xapi_error(monkeypatch):
+    remote = errors.XAPIError.from_failure(ConnectionRefusedError("refused"), "host.call_plugin")
+    fake = FakeXapi("OpaqueRef:host2", "OpaqueRef:host1", remote)
+    with pytest.raises(XenAPIPlugin.Failure) as exc:
+        handler(monkeypatch, fake, "stop")(FakeSession(), {"vmuuid": "u", "container": "web"})
+    assert exc.value.params[0] == "XSCONTAINER_XAPI_ERROR"
+    assert exc.value.params[2:] == ["ConnectionRefusedError", "refused"]
+
+
+def test_failures_hold_no_secrets_and_are_valid_xml_text(monkeypatch):
+    fake = FakeXapi("OpaqueRef:host1", "OpaqueRef:host1", "unused")
+    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE KEY-----"
+
+    def broken(xapi: Any, args: Dict[str, str]) -> str:
+        raise errors.SSHError("Cannot load key %s. Regenerate it.\x00\x1b[0m" % pem,
+                              "GET /x?session_id=OpaqueRef:abc")
+
+    monkeypatch.setitem(plugin.FUNCTIONS, "get_top", (("vmuuid", "object"), broken))
+    with pytest.raises(XenAPIPlugin.Failure) as exc:
+        handler(monkeypatch, fake, "get_top")(FakeSession(), {"vmuuid": "u", "object": "web"})
+    text = " ".join(exc.value.params)
+    assert "MIIEsecret" not in text and "OpaqueRef:abc" not in text
+    assert "\x00" not in text and "\x1b" not in text
+    assert exc.value.params[1].startswith("Cannot load key <redacted RSA PRIVATE KEY>.")
 
 
 def test_a_forwarded_call_is_not_forwarded_again(monkeypatch):

@@ -26,7 +26,7 @@ from xscontainer.monitor.coalesce import Backoff
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.publisher import Publisher
 from xscontainer.monitor.worker import VMWorker
-from xscontainer.xapi import Xapi
+from xscontainer.xapi import Xapi, logout_ref
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class PoolWatcher:
                 if self._stop.is_set():
                     break
                 if isinstance(exc, errors.XSContainerError):
-                    log.warning("lost XAPI (%s); logging in again", xapiconn.describe(exc))
+                    log.warning("lost XAPI (%s); logging in again", exc.message)
                 else:
                     log.exception("following XAPI events failed; logging in again")
             self._stop.wait(backoff.next_delay())
@@ -266,6 +266,6 @@ class PoolWatcher:
             with self._lock:
                 self._xapi = None
             if self._stop.is_set():  # stop() disabled this session's transport
-                xapiconn.logout_ref(xapi.session_ref)
+                logout_ref(xapi.session_ref)
             else:
                 xapi.close()  # logs out if XAPI still knows the session

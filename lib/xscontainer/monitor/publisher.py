@@ -286,10 +286,10 @@ class Publisher:
             fn(self.xapi)  # type: ignore[operator]
             return True
         except errors.XSContainerError as exc:
-            if xapiconn.is_gone(exc):
+            if isinstance(exc, errors.XAPIError) and exc.gone:
                 return True
             self.xapi_failures += 1
-            log.warning("%s failed, will retry: %s", name, xapiconn.describe(exc))
+            log.warning("%s failed, will retry: %s", name, exc.message)
             with self._cond:
                 job[0] = self._clock()
                 self._jobs.append(job)
@@ -301,13 +301,13 @@ class Publisher:
             self._reconcile(ref)
             return True
         except errors.XSContainerError as exc:
-            if xapiconn.is_gone(exc):
+            if isinstance(exc, errors.XAPIError) and exc.gone:
                 log.info("VM %s is gone; nothing to publish", ref)
                 self.forget(ref)
                 return True
             self.xapi_failures += 1
             log.warning("publishing for VM %s failed, will retry: %s",
-                        ref, xapiconn.describe(exc))
+                        ref, exc.message)
             with self._cond:
                 if ref in self._entries:
                     self._dirty.add(ref)

@@ -22,10 +22,7 @@ import threading
 import xmlrpc.client
 from typing import Any, List, Optional, Tuple
 
-import XenAPI
-
-from xscontainer import errors, paths
-from xscontainer.xapi import UNKNOWN_OBJECT, UnixTransport, Xapi, failure_code
+from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +59,7 @@ def interrupt(xapi: Xapi) -> None:
     The transport refuses new connections (xmlrpc.client retries a request
     once on a fresh connection after a disconnect) and the current
     connection's socket is shut down, which wakes a thread blocked reading it.
-    The session itself stays valid: log it out with `logout_ref`.
+    The session itself stays valid: log it out with `xapi.logout_ref`.
     """
     transport = getattr(xapi.session, "transport", None)
     if transport is None:
@@ -82,25 +79,6 @@ def interrupt(xapi: Xapi) -> None:
             pass
 
 
-def logout_ref(session_ref: Optional[str], timeout: float = 5.0) -> None:
-    """Log out a session by its ref over a connection of our own (best effort)."""
-    if not session_ref:
-        return
-    session = XenAPI.Session("http://localhost/",
-                             transport=UnixTransport(paths.xapi_socket(), timeout))
-    try:
-        getattr(session, "session.logout")(session_ref)
-    except (OSError, xmlrpc.client.Error) as exc:
-        log.debug("logging out failed: %s", describe(exc))
-    finally:
-        session.transport.close()
-
-
-def is_gone(exc: BaseException) -> bool:
-    """The object the call was about no longer exists."""
-    return failure_code(exc) in UNKNOWN_OBJECT
-
-
 def vm_messages(xapi: Xapi, name: str, vm_uuid: str) -> List[str]:
     """Refs of the VM's messages called `name`, oldest first."""
     records = xapi.call("message.get", "VM", vm_uuid, EPOCH)
@@ -115,10 +93,3 @@ def pool_master(xapi: Xapi) -> Optional[str]:
         return None
     return str(xapi.call("pool.get_master", pools[0]))
 
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, errors.XSContainerError):
-        return exc.message
-    if isinstance(exc, XenAPI.Failure):
-        return " ".join(str(d) for d in exc.details)
-    return "%s: %s" % (exc.__class__.__name__, exc)

@@ -141,5 +141,5 @@ def destroy(xapi: Xapi, vdi_ref: str) -> None:
     try:
         xapi.call("VDI.destroy", vdi_ref)
     except errors.XAPIError as exc:
-        if exc.xapi_code != "HANDLE_INVALID":
+        if not exc.gone:
             raise

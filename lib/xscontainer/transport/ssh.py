@@ -28,7 +28,7 @@ import urllib3.exceptions
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from xscontainer import errors
+from xscontainer import errors, xapi_keys
 from xscontainer.transport import DEFAULT_MAX_RESPONSE_BYTES, BoundedAdapter
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,24 @@ class Timeouts:
         self.handshake = handshake
         self.auth = auth
         self.request = request
+
+
+def reset_hostkey_command(vm_uuid: str) -> str:
+    """The xe command that forgets the SSH host key pinned for a VM."""
+    return "xe vm-param-remove uuid=%s param-name=other-config param-key=%s" % (
+        vm_uuid, xapi_keys.SSH_HOST_KEY)
+
+
+def hostkey_mismatch(vm_uuid: str, address: str) -> errors.SSHHostKeyMismatch:
+    """The error for a VM whose SSH host key is not the one pinned for it."""
+    return errors.SSHHostKeyMismatch(
+        "The SSH host key of VM %s (at %s) does not match the key recorded when "
+        "xscontainer first connected to it, which could be a security breach. If the "
+        "change is expected (the VM was reinstalled or its SSH host keys regenerated), "
+        "reset the recorded key with: %s" % (vm_uuid, address, reset_hostkey_command(vm_uuid)),
+        vm_uuid,
+        address,
+    )
 
 
 def key_type_of(key_b64: str) -> str:
@@ -199,13 +217,13 @@ class SSHSession:
                 transport.start_client(timeout=timeouts.handshake)
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 if pinned_key_b64 and "host key" in str(exc).lower():
-                    raise errors.SSHHostKeyMismatch.for_vm(vm_uuid, address) from exc
+                    raise hostkey_mismatch(vm_uuid, address) from exc
                 raise errors.SSHError(
                     "SSH handshake with %s failed: %s. Check that sshd runs in the VM."
                     % (address, _text(exc))
                 ) from exc
             if pinned_key_b64 and session.server_key_b64 != pinned_key_b64:
-                raise errors.SSHHostKeyMismatch.for_vm(vm_uuid, address)
+                raise hostkey_mismatch(vm_uuid, address)
             return session
         except BaseException:
             session.close()
