@@ -68,7 +68,6 @@ AGENT_EXECUTABLES = ("xe-daemon", "xe-linux-distribution", "install.sh")
 TOOLS_ISO_GLOB = re.compile(r"^.*tools-.*\.iso$")
 
 DRIVE_NAME = "Automatic Config Drive"
-# VDI and VBD other-config flag; XenCenter tests the VDI's, case-insensitively
 HIN_BRIDGE = "xenapi"
 TRUE_WORDS = ("1", "yes", "true", "on")
 

@@ -29,9 +29,6 @@ from xscontainer.xapi import NULL_REF, Xapi
 log = logging.getLogger(__name__)
 
 PLUGIN_NAME = "xscontainer"
-# Set on calls this plugin forwards, so a VM that migrates mid-call cannot make
-# two hosts bounce a call between them.
-
 Handler = Callable[[Xapi, Dict[str, str]], str]
 
 

@@ -26,11 +26,13 @@ POOL_PUBLIC_KEY_SECRET = "xscontainer-public-secret-uuid"  # noqa: S105 (a key n
 USE_HOST_INTERNAL_NETWORK = "xscontainer-use-hostinternalnetwork"
 
 # VDI and VBD other-config
-CONFIG_DRIVE = "config-drive"  # "True" on config drives
+CONFIG_DRIVE = "config-drive"  # "True" on config drives; XenCenter reads the VDI's,
+# case-insensitively
 TLS_ISO = "xscontainer-tls-iso"  # marks prepare-vm's temporary TLS CD
 
 # the XAPI message a VM gets when it cannot be monitored
 MONITOR_FAILED_MESSAGE = "XSCONTAINER_MONITOR_FAILED"
 
-# plugin argument added to calls one host forwards to another
+# plugin argument added to calls one host forwards to another, so that a VM that
+# migrates mid-call cannot make two hosts bounce a call between them
 FORWARDED = "xscontainer-forwarded"

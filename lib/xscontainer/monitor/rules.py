@@ -7,12 +7,7 @@ give them), so the rules are testable as tables.
 from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
 from xscontainer import xapi_keys
-
-NULL_REF = "OpaqueRef:NULL"
-
-# VM other-config keys that say how to reach the guest: a change means the
-# worker reconnects at once (xscontainer-prepare-vm relies on it).
-# VM other-config keys holding uuids of XAPI secrets (shared between clones).
+from xscontainer.xapi import NULL_REF
 
 
 def other_config(record: Mapping[str, Any]) -> Dict[str, str]:
@@ -60,7 +55,8 @@ def should_monitor(record: Mapping[str, Any], this_host: str) -> bool:
 
 
 def connection_settings(record: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...]:
-    """The other-config items that say how to reach the guest (sorted)."""
+    """The other-config items that say how to reach the guest (sorted): a change
+    means the worker reconnects at once (xscontainer-prepare-vm relies on it)."""
     config = other_config(record)
     return tuple(sorted(
         (key, value) for key, value in config.items()
