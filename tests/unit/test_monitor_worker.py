@@ -22,12 +22,8 @@ def record(**other_config: str) -> Dict[str, Any]:
     return {"uuid": "u-1", "name_label": "web", "other_config": config}
 
 
-class FakeSSH:
-    server_key_b64 = KEY
-
-
 class FakeAdapter:
-    ssh = FakeSSH()
+    server_key_b64 = KEY
 
 
 class FakeDocker:

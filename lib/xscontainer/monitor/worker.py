@@ -252,11 +252,9 @@ class VMWorker:
                             client: DockerClient) -> Tuple[Tuple[str, str], ...]:
         """The settings as they will read once we pinned the guest's host key ourselves."""
         items = dict(key)
-        if xapi_keys.SSH_HOST_KEY not in items:
-            ssh = getattr(client.adapter, "ssh", None)
-            server_key = getattr(ssh, "server_key_b64", None)
-            if isinstance(server_key, str):
-                items[xapi_keys.SSH_HOST_KEY] = server_key
+        server_key = client.adapter.server_key_b64
+        if xapi_keys.SSH_HOST_KEY not in items and server_key is not None:
+            items[xapi_keys.SSH_HOST_KEY] = server_key
         return tuple(sorted(items.items()))
 
     def _follow(self, client: DockerClient, session_no: int) -> None:

@@ -55,6 +55,11 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
     def request_url(self, request: Any, proxies: Any) -> str:
         return str(request.path_url)
 
+    @property
+    def server_key_b64(self) -> Optional[str]:
+        """The SSH host key the guest presented (base64), for transports over SSH."""
+        return None
+
 
 def connect_first(addresses: List[str], port: int, timeout: float) -> Tuple[socket.socket, str]:
     """Open a TCP connection to the first of `addresses` that answers on `port`.

@@ -390,6 +390,10 @@ class SSHAdapter(BoundedAdapter):
     def failure_details(self) -> str:
         return self.ssh.bridge_failure()
 
+    @property
+    def server_key_b64(self) -> Optional[str]:
+        return self.ssh.server_key_b64
+
     def close(self) -> None:
         BoundedAdapter.close(self)
         self._pool.close()
