@@ -4,7 +4,7 @@
     packaging/build_pack.py --out dist/xscontainer-11.0.0.iso [--gpg-key KEYID] RPM...
 
 The ISO holds what XenServer's `build-update` (DDK) makes and xapi's pool_update
-code reads (shared/reference/anchors.md section 2):
+code reads:
 
 * update.xml: <update uuid name-label version installation-size
   after-apply-guidance key control> with a <name-description> (template

@@ -1,6 +1,6 @@
 """Config drives for CoreOS-family guests (today Flatcar Container Linux).
 
-Three plugin functions (clients-contract.md 1.5, 1.9, 2.3, checklist 28-30):
+Three plugin functions, called by XenCenter's and Xen Orchestra's New VM wizards:
 
 * get_config_drive_default(templateuuid): the default cloud-config, placeholders
   in place: the admin's override `<files_dir>/cloud-config.template` if present,
@@ -24,7 +24,7 @@ Placeholders (new and legacy spellings are equivalent):
   (older end marker: %ENDXSHINEXISTS%)       a marker alone on its line takes the
                                              line with it
 
-Differences from the original (original-xscontainer.md section 8 and 10.22):
+Differences from the original Python 2 xscontainer:
 markers are dropped when the block is kept (the original left them, which is
 invalid YAML); every block is matched on its own (the original's greedy match
 swallowed the text between blocks); the old end marker is recognised; the newest

@@ -1,8 +1,8 @@
 """The xscontainer XAPI plugin: what XenCenter, Xen Orchestra and `xe` call.
 
 `host.call_plugin(host, 'xscontainer', fn, args)` runs plugins/xscontainer, which
-hands `handlers()` to xapi-core's XenAPIPlugin.dispatch. Contract (see
-shared/reference/clients-contract.md section 6):
+hands `handlers()` to xapi-core's XenAPIPlugin.dispatch. The contract XenCenter,
+Xen Orchestra and `xe` rely on:
 
 * argument keys exactly `vmuuid`, `object`, `container` (...); extra keys ignored;
 * every success value is a string starting with the literal `True`, payload

@@ -1,6 +1,6 @@
 """Docker data -> the XML documents XenCenter and Xen Orchestra parse.
 
-The shapes are fixed by the clients (clients-contract.md, section 6, points 10-20):
+The shapes are fixed by what XenCenter and Xen Orchestra parse:
 
 * one line after the prolog ``<?xml version="1.0" ?>``;
 * dict -> child elements in insertion order, list -> repeated ``<item>``,

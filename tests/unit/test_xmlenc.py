@@ -1,8 +1,8 @@
 """xmlenc: Docker data -> the XML XenCenter and Xen Orchestra parse.
 
 Every document is parsed with minidom, ElementTree and xmltodict, and read the way
-the clients read it (clients-contract.md 1.3, 1.4, 1.6 for XenCenter, 2.1 for Xen
-Orchestra), using the small emulations below.
+the clients read it (XenCenter's container list, inspect tree and process list; Xen
+Orchestra's parse of docker_ps and its action buttons), using the small emulations below.
 """
 
 import json
@@ -400,7 +400,7 @@ NGINX = {
 
 
 def test_docker_ps_contract_example() -> None:
-    """The one-container example of original-xscontainer.md 2.6, in our fixed order."""
+    """The original xscontainer's docker_ps for one container, in our fixed order."""
     assert xmlenc.docker_ps([NGINX]) == (
         PROLOG + "<docker_ps><item><entry>"
         "<id>e9c2212c65c387bba7c216c56cd19ffaa1cdb73cf5885f3259a6b1ae7747c834</id>"

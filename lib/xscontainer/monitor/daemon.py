@@ -8,7 +8,7 @@ threads while requests run, and per monitored VM a worker and an event reader
 SIGTERM / SIGINT: stop serving the control socket, stop following XAPI, close
 every guest connection (which ends each event reader), remove the docker keys
 of every monitored VM, log out, all within about 4 seconds (systemd waits
-longer; the brief is 5).
+longer; the goal is 5 seconds).
 """
 
 import errno
