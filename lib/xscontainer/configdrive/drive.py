@@ -48,7 +48,8 @@ from xscontainer.xapi import NULL_REF, Xapi
 log = logging.getLogger(__name__)
 
 TEMPLATE_NAME = "cloud-config.template"
-PACKAGED_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", TEMPLATE_NAME)
+PACKAGED_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "data", TEMPLATE_NAME)
 VOLUME_ID = "config-2"
 USER_DATA = "openstack/latest/user_data"
 USER_DATA_TEMPLATE = "openstack/latest/user_data.template"
