@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from xscontainer import errors
-from xscontainer.transport.tls import Material
+from xscontainer.transport import Material
 
 VALIDITY_DAYS = 2 * 365
 BACKDATE = datetime.timedelta(minutes=5)

@@ -10,7 +10,8 @@ import shlex
 from typing import Callable, Dict, List, Optional, TypeVar
 
 from xscontainer import docker_api, errors, poolkey, transport, xapi_keys
-from xscontainer.guest import SSH_PORT, Guest
+from xscontainer.guest import Guest
+from xscontainer.transport import SSH_PORT, Timeouts
 from xscontainer.transport import ssh as ssh_transport
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,8 @@ def _ssh_plan(user: str) -> List[str]:
     ]
 
 
-def diagnose(guest: Guest, timeouts: Optional[ssh_transport.Timeouts] = None) -> Report:
-    timeouts = timeouts or ssh_transport.Timeouts()
+def diagnose(guest: Guest, timeouts: Optional[Timeouts] = None) -> Report:
+    timeouts = timeouts or Timeouts()
     report = Report(guest.where)
     chain = _Chain(report)
     try:
@@ -133,7 +134,7 @@ def diagnose(guest: Guest, timeouts: Optional[ssh_transport.Timeouts] = None) ->
     return report
 
 
-def _diagnose(guest: Guest, chain: _Chain, timeouts: ssh_transport.Timeouts) -> None:
+def _diagnose(guest: Guest, chain: _Chain, timeouts: Timeouts) -> None:
     chain.check("the VM is running", guest.require_running)
     mode = chain.check("its container management mode is known", lambda: guest.mode, str)
     if mode == "tls":
@@ -161,7 +162,7 @@ def _diagnose(guest: Guest, chain: _Chain, timeouts: ssh_transport.Timeouts) -> 
 
 
 def _ssh_checks(chain: _Chain, guest: Guest, sock: object, address: str,
-                timeouts: ssh_transport.Timeouts) -> Optional[ssh_transport.SSHSession]:
+                timeouts: Timeouts) -> Optional[ssh_transport.SSHSession]:
     pinned = guest.other_config.get(xapi_keys.SSH_HOST_KEY, "").strip() or None
     try:
         pkey = ssh_transport.load_private_key(poolkey.private_key(guest.xapi))
@@ -185,7 +186,7 @@ def _ssh_checks(chain: _Chain, guest: Guest, sock: object, address: str,
 
 
 def _docker_checks(chain: _Chain, guest: Guest, session: ssh_transport.SSHSession,
-                   timeouts: ssh_transport.Timeouts) -> None:
+                   timeouts: Timeouts) -> None:
     def probe() -> Dict[str, List[str]]:
         out = session.run(_PROBE, timeout=timeouts.request)[1]
         facts: Dict[str, List[str]] = {}

@@ -13,9 +13,9 @@ from typing import Any, List, Optional, Tuple
 from cryptography import x509
 
 from xscontainer import certs, docker_api, errors, transport
-from xscontainer.guest import TLS_PORT, Guest
+from xscontainer.guest import Guest
+from xscontainer.transport import TLS_PORT, Timeouts
 from xscontainer.transport import tls as tls_transport
-from xscontainer.transport.ssh import Timeouts
 
 EXPIRY_WARNING_DAYS = 30
 

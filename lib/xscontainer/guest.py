@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
 from xscontainer.docker_api import DockerClient
+from xscontainer.transport import SSH_PORT, Material, Timeouts
 from xscontainer.transport import ssh as ssh_transport
 from xscontainer.transport import tls as tls_transport
 from xscontainer.xapi import NULL_REF, Xapi
@@ -23,8 +24,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_USERNAME = "core"
 MODES = ("ssh", "tls")
-SSH_PORT = 22
-TLS_PORT = 2376
 
 _DEVICE_KEY = re.compile(r"^(\d+)/")
 
@@ -136,9 +135,9 @@ class Guest:
 
     # -- reaching the guest -------------------------------------------------------
 
-    def ssh(self, timeouts: Optional[ssh_transport.Timeouts] = None) -> ssh_transport.SSHSession:
+    def ssh(self, timeouts: Optional[Timeouts] = None) -> ssh_transport.SSHSession:
         """An authenticated SSH session, the host key pinned or checked."""
-        timeouts = timeouts or ssh_transport.Timeouts()
+        timeouts = timeouts or Timeouts()
         addresses = self.addresses()
         pkey = ssh_transport.load_private_key(poolkey.private_key(self.xapi))
         sock, address = transport.connect_first(addresses, SSH_PORT, timeouts.connect)
@@ -167,9 +166,9 @@ class Guest:
         if pinned != key_b64:
             raise ssh_transport.hostkey_mismatch(self.uuid, "its address")
 
-    def docker(self, timeouts: Optional[ssh_transport.Timeouts] = None) -> DockerClient:
+    def docker(self, timeouts: Optional[Timeouts] = None) -> DockerClient:
         """A Docker client for the guest's engine, API version negotiated."""
-        timeouts = timeouts or ssh_transport.Timeouts()
+        timeouts = timeouts or Timeouts()
         if self.mode == "tls":
             return self._docker_tls(timeouts)
         session = self.ssh(timeouts)
@@ -183,14 +182,14 @@ class Guest:
 
     # -- TLS mode -------------------------------------------------------------------
 
-    def tls_material(self) -> tls_transport.Material:
+    def tls_material(self) -> Material:
         """The VM's client certificate, key and CA from its XAPI secrets."""
         return tlssecrets.load(self.xapi, self.uuid, self.other_config, self.where)
 
     def tls_context(self) -> ssl.SSLContext:
         return tls_transport.make_context(self.tls_material(), self.uuid)
 
-    def _docker_tls(self, timeouts: ssh_transport.Timeouts) -> DockerClient:
+    def _docker_tls(self, timeouts: Timeouts) -> DockerClient:
         context = self.tls_context()
         tls_sock, address = tls_transport.connect(
             self.addresses(), context, timeouts.connect, timeouts.handshake, self.uuid, self.where

@@ -17,7 +17,7 @@ import logging
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set
 
 from xscontainer import errors, xapi_keys
-from xscontainer.transport.tls import Material
+from xscontainer.transport import Material
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)

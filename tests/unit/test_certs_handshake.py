@@ -13,7 +13,7 @@ import pytest
 
 from xscontainer import certs, errors
 from xscontainer.docker_api import DockerClient
-from xscontainer.transport import tls
+from xscontainer.transport import Material, tls
 
 VM = "5d1c9c39-0000-4000-8000-00000000abcd"
 LOCAL = "127.0.0.1"
@@ -132,7 +132,7 @@ def test_docker_client_over_the_adapter_ignores_ca_bundle_variables(
 
 def test_server_of_another_ca_is_rejected(server: Server, good: certs.GeneratedSet,
                                           other: certs.GeneratedSet) -> None:
-    material = tls.Material(good.client_cert, good.client_key, other.ca_cert)
+    material = Material(good.client_cert, good.client_key, other.ca_cert)
     with pytest.raises(errors.TLSCertificateRejected) as exc:
         server.tls_socket(tls.make_context(material, VM))
     assert exc.value.code == "XSCONTAINER_TLS_CERT_REJECTED"
@@ -158,7 +158,7 @@ def test_client_certificate_refused_by_the_server(tmp_path: Path, good: certs.Ge
                                                   tls12_only: bool) -> None:
     srv = Server(tmp_path, good.server_cert, good.server_key, client_ca=good.ca_cert,
                  tls12_only=tls12_only)
-    material = tls.Material(other.client_cert, other.client_key, good.ca_cert)
+    material = Material(other.client_cert, other.client_key, good.ca_cert)
     context = tls.make_context(material, VM)
     try:
         with pytest.raises(errors.TLSError) as exc:
@@ -200,7 +200,7 @@ def test_context_settings(good: certs.GeneratedSet) -> None:
 
 def test_unloadable_material_says_what_to_do(good: certs.GeneratedSet) -> None:
     with pytest.raises(errors.TLSConfigMissing) as exc:
-        tls.make_context(tls.Material(good.client_cert, good.server_key, good.ca_cert), VM)
+        tls.make_context(Material(good.client_cert, good.server_key, good.ca_cert), VM)
     assert "--mode tls" in exc.value.message
     assert "PRIVATE" not in exc.value.message
 

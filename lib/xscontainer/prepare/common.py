@@ -8,7 +8,7 @@ from xscontainer import diagnose as diagnose_mod
 from xscontainer import xapi_keys
 from xscontainer.guest import Guest
 from xscontainer.prepare.console import Console
-from xscontainer.transport.ssh import Timeouts
+from xscontainer.transport import Timeouts
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,10 @@ not even a pool key is generated.
 import logging
 
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
-from xscontainer.guest import SSH_PORT, Guest
+from xscontainer.guest import Guest
 from xscontainer.prepare import common
 from xscontainer.prepare.console import Aborted, Console
+from xscontainer.transport import SSH_PORT
 from xscontainer.transport.ssh import SSHSession
 from xscontainer.xapi import Xapi
 

@@ -31,7 +31,7 @@ from xscontainer import certs, errors, tlssecrets, xapi_keys
 from xscontainer.guest import Guest
 from xscontainer.prepare import cdrom, common, tlsiso
 from xscontainer.prepare.console import Aborted, Console
-from xscontainer.transport import tls
+from xscontainer.transport import TLS_PORT, Material, tls
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def run_generated(console: Console, xapi: Xapi, vm_uuid: str, wait: float) -> No
     guest = common.running_guest(xapi, vm_uuid)
     addresses = certs.ipv4_addresses(guest.addresses())
     console.say("Preparing %s for container management over TLS (Docker on port %d)."
-                % (guest.where, tls.PORT))
+                % (guest.where, TLS_PORT))
     console.say(SINGLE_USER_WARNING)
     console.say("The server certificate will be valid for these addresses of the VM:")
     for address in addresses:
@@ -81,7 +81,7 @@ def run_external(console: Console, xapi: Xapi, vm_uuid: str,
     _store_and_finish(console, guest, material)
 
 
-def _store_and_finish(console: Console, guest: Guest, material: tls.Material) -> None:
+def _store_and_finish(console: Console, guest: Guest, material: Material) -> None:
     tlssecrets.store(guest.xapi, guest.ref, material)
     console.say("Stored the client certificate, its key and the CA as XAPI secrets "
                 "(other-config %s)." % ", ".join(xapi_keys.TLS_SECRETS))
@@ -96,7 +96,7 @@ def _store_and_finish(console: Console, guest: Guest, material: tls.Material) ->
 
 
 def _deploy(console: Console, guest: Guest, drive: cdrom.CDDrive, image: bytes,
-            material: tls.Material, addresses: List[str], wait: float) -> None:
+            material: Material, addresses: List[str], wait: float) -> None:
     xapi = guest.xapi
     displaced = _clear_drive(console, xapi, drive, guest)
     vdi: Optional[str] = None
@@ -190,11 +190,11 @@ def _probe(guest: Guest, context: ssl.SSLContext, addresses: List[str]) -> str:
     return ""
 
 
-def _wait_for_certificate(console: Console, guest: Guest, material: tls.Material,
+def _wait_for_certificate(console: Console, guest: Guest, material: Material,
                           addresses: List[str], wait: float) -> None:
     context = tls.make_context(material, guest.uuid)
     console.say("Waiting up to %d s for Docker in the VM to answer on port %d with the new "
-                "certificate." % (wait, tls.PORT))
+                "certificate." % (wait, TLS_PORT))
     start = time.monotonic()
     last_report = start
     while True:
@@ -216,7 +216,7 @@ def _wait_for_certificate(console: Console, guest: Guest, material: tls.Material
         time.sleep(POLL_INTERVAL)
 
 
-def _confirm_applied(console: Console, guest: Guest, material: tls.Material,
+def _confirm_applied(console: Console, guest: Guest, material: Material,
                      addresses: List[str]) -> None:
     context = tls.make_context(material, guest.uuid)
     while True:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from xscontainer import errors, xapi_keys
-from xscontainer.transport import DEFAULT_MAX_RESPONSE_BYTES, BoundedAdapter
+from xscontainer.transport.base import DEFAULT_MAX_RESPONSE_BYTES, BoundedAdapter, Timeouts
 
 log = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
@@ -47,17 +47,6 @@ KEEPALIVE_SECONDS = 15
 _HOSTKEY_ALGORITHMS = {
     "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
 }
-
-
-class Timeouts:
-    """Seconds allowed for each stage of talking to a guest."""
-
-    def __init__(self, connect: float = 5.0, handshake: float = 10.0, auth: float = 10.0,
-                 request: float = 30.0) -> None:
-        self.connect = connect
-        self.handshake = handshake
-        self.auth = auth
-        self.request = request
 
 
 def reset_hostkey_command(vm_uuid: str) -> str:

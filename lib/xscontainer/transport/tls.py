@@ -36,9 +36,14 @@ import urllib3.connection
 import urllib3.connectionpool
 
 from xscontainer import errors, paths
-from xscontainer.transport import DEFAULT_MAX_RESPONSE_BYTES, BoundedAdapter, connect_first
+from xscontainer.transport.base import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    TLS_PORT,
+    BoundedAdapter,
+    Material,
+    connect_first,
+)
 
-PORT = 2376
 # OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites are configured separately
 # and are all AEAD with forward secrecy).
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!PSK:!SRP"
@@ -56,18 +61,6 @@ _PROTOCOL_FAILURES = (
     "ALERT_INSUFFICIENT_SECURITY", "WRONG_VERSION_NUMBER", "VERSION_TOO_LOW",
     "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
 )
-
-
-class Material:
-    """What dom0 holds for one VM: its client certificate and key and the CA (PEM)."""
-
-    def __init__(self, client_cert: str, client_key: str, ca_cert: str) -> None:
-        self.client_cert = client_cert
-        self.client_key = client_key
-        self.ca_cert = ca_cert
-
-    def __repr__(self) -> str:  # never shows the key
-        return "Material(<client cert>, <client key>, <CA>)"
 
 
 def _rerun_hint(vm_uuid: str) -> str:
@@ -197,7 +190,7 @@ def classify(exc: BaseException, address: str, vm_uuid: str,
             "No TLS protocol version or cipher in common with Docker in %s at %s (%s). "
             "xscontainer needs TLS 1.2 with ECDHE and AES-GCM or ChaCha20, or TLS 1.3; update "
             "Docker in the VM, and check that port %d serves Docker's TLS endpoint."
-            % (where, address, _short(root), PORT), vm_uuid, address)
+            % (where, address, _short(root), TLS_PORT), vm_uuid, address)
     return None
 
 
@@ -233,7 +226,7 @@ def handshake(sock: socket.socket, address: str, context: ssl.SSLContext, timeou
         raise errors.TLSError(
             "The TLS handshake with Docker in %s at %s failed: %s. Check that Docker runs "
             "and serves TLS on port %d, and its TLS configuration in the VM (daemon.json "
-            "tlsverify, tlscacert, tlscert, tlskey)." % (where, address, _short(exc), PORT),
+            "tlsverify, tlscacert, tlscert, tlskey)." % (where, address, _short(exc), TLS_PORT),
             vm_uuid, address) from exc
     return tls_sock
 
@@ -241,7 +234,7 @@ def handshake(sock: socket.socket, address: str, context: ssl.SSLContext, timeou
 def connect(addresses: List[str], context: ssl.SSLContext, timeout: float, handshake_timeout: float,
             vm_uuid: str, where: str) -> Tuple[ssl.SSLSocket, str]:
     """A TLS connection to port 2376 of the first address that answers."""
-    sock, address = connect_first(addresses, PORT, timeout)
+    sock, address = connect_first(addresses, TLS_PORT, timeout)
     return handshake(sock, address, context, handshake_timeout, vm_uuid, where), address
 
 
@@ -282,7 +275,7 @@ def ping(tls_sock: ssl.SSLSocket, address: str, timeout: float, vm_uuid: str,
     status = data.split(b"\r\n", 1)[0].decode("latin-1").strip()
     if not status.startswith("HTTP/"):
         raise errors.TLSError("The TLS service at %s port %d in %s did not answer like Docker "
-                              "(%r)." % (address, PORT, where, status[:80]), vm_uuid, address)
+                              "(%r)." % (address, TLS_PORT, where, status[:80]), vm_uuid, address)
     return status
 
 
@@ -329,7 +322,7 @@ class _TLSPool(urllib3.connectionpool.HTTPConnectionPool):
 
     def __init__(self, address: str, context: ssl.SSLContext, vm_uuid: str, where: str,
                  timeout: float, connect_timeout: float, handshake_timeout: float,
-                 maxsize: int, first: Optional[ssl.SSLSocket], port: int = PORT) -> None:
+                 maxsize: int, first: Optional[ssl.SSLSocket], port: int = TLS_PORT) -> None:
         urllib3.connectionpool.HTTPConnectionPool.__init__(
             self, address, port, timeout=timeout, maxsize=maxsize)
         self.address = address
@@ -376,7 +369,7 @@ class TLSAdapter(BoundedAdapter):
                  timeout: float, connect_timeout: float = 5.0, handshake_timeout: float = 10.0,
                  first: Optional[ssl.SSLSocket] = None,
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, pool_size: int = 4,
-                 port: int = PORT) -> None:
+                 port: int = TLS_PORT) -> None:
         BoundedAdapter.__init__(self, max_response_bytes)
         self.address = address
         self.vm_uuid = vm_uuid
