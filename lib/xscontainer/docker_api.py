@@ -9,7 +9,6 @@ Podman's compatibility API (1.40/1.41), with every SDK release from 5.0.3 on.
 
 import json
 import logging
-import re
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -19,6 +18,8 @@ import requests.exceptions
 import urllib3.exceptions
 
 from xscontainer import errors
+from xscontainer.operations import table
+from xscontainer.operations.table import check_container_ref
 from xscontainer.transport import BoundedAdapter
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,7 @@ log = logging.getLogger(__name__)
 MIN_API = "1.24"
 MAX_API = "1.53"
 MAX_EVENT_BYTES = 1 << 20
-LIFECYCLE_OPERATIONS = ("start", "stop", "restart", "pause", "unpause")
 STOP_TIMEOUT = 10  # seconds Docker waits before killing on stop/restart
-
-# A container reference from a client: a name, a short or full id.
-CONTAINER_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-MAX_CONTAINER_REF = 255
 
 
 def _version_tuple(version: str) -> Tuple[int, ...]:
@@ -74,17 +70,6 @@ def engine_name(version_info: Dict[str, Any]) -> str:
         if "podman" in str(component.get("Name", "")).lower():
             return "Podman"
     return "Docker"
-
-
-def check_container_ref(ref: Any) -> str:
-    """Validate a container name, short id or full id before it goes into a URL."""
-    if not isinstance(ref, str) or not CONTAINER_RE.match(ref) or len(ref) > MAX_CONTAINER_REF:
-        raise errors.InvalidArgument(
-            "%r is not a container name or id: use the name (letters, digits, '_', '.', '-', "
-            "starting with a letter or digit), the 10-character short id or the full id."
-            % (ref,)
-        )
-    return ref
 
 
 class DockerClient:
@@ -148,8 +133,10 @@ class DockerClient:
     # -- lifecycle ------------------------------------------------------------------
 
     def lifecycle(self, operation: str, ref: str) -> None:
-        if operation not in LIFECYCLE_OPERATIONS:
-            raise errors.InvalidArgument("Unknown container operation %r." % operation)
+        """A lifecycle operation of the table (operations/table.py) on a container."""
+        op = table.find(operation)
+        if op is None or not op.is_lifecycle:
+            raise errors.InvalidArgument("Unknown container operation %r." % (operation,))
         check_container_ref(ref)
         method = getattr(self._api, operation)
         action = "%s container %s" % (operation, ref)
