@@ -1,17 +1,25 @@
-"""Plugin functions that talk to a guest's Docker engine.
+"""The direct path of the plugin's Docker-backed functions, and diagnose.
+
+The plugin connects to the guest itself (Guest.docker()) and runs the
+operation (operations/implementation.py); a lifecycle operation then publishes
+the refreshed docker_ps with a single-key XAPI write when the VM has one. The
+monitor's warm path (monitor/control.py) runs the same implementation over its
+live connection.
 
 Kept apart from plugin.py so that calls that don't need Docker (register,
-deregister, forwarding to another host) never import the Docker SDK and
-paramiko, which take about half a second to load.
+deregister, forwarding to another host, the warm path) never import the Docker
+SDK and paramiko, which take about half a second to load.
 """
 
+import functools
 import logging
-from typing import Dict
+from typing import Dict, Optional
 
 from xscontainer import diagnose as diagnose_mod
 from xscontainer import xapi_keys, xmlenc
-from xscontainer.docker_api import DockerClient, check_container_ref
+from xscontainer.docker_api import DockerClient
 from xscontainer.guest import Guest
+from xscontainer.operations import implementation, table
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
@@ -23,26 +31,16 @@ def _running_guest(xapi: Xapi, args: Dict[str, str]) -> Guest:
     return guest
 
 
-def get_inspect(xapi: Xapi, args: Dict[str, str]) -> str:
-    ref = check_container_ref(args["object"])
-    with _running_guest(xapi, args).docker() as docker:
-        return xmlenc.docker_inspect(docker.inspect(ref))
-
-
-def get_top(xapi: Xapi, args: Dict[str, str]) -> str:
-    ref = check_container_ref(args["object"])
-    with _running_guest(xapi, args).docker() as docker:
-        return xmlenc.docker_top(docker.top(ref))
-
-
-def lifecycle(operation: str, xapi: Xapi, args: Dict[str, str]) -> str:
-    ref = check_container_ref(args["container"])  # refused before any connection
+def docker_backed(name: str, xapi: Xapi, args: Dict[str, str]) -> str:
+    """The payload of the Docker-backed plugin function `name`, connecting directly."""
+    op = table.lookup(name)
+    ref = op.container_ref(args)  # refused before any connection
     guest = _running_guest(xapi, args)
+    publish: Optional[implementation.Publish] = None
+    if op.is_lifecycle and xapi_keys.DOCKER_PS in guest.other_config:
+        publish = functools.partial(refresh_docker_ps, guest)
     with guest.docker() as docker:
-        docker.lifecycle(operation, ref)
-        if xapi_keys.DOCKER_PS in guest.other_config:
-            refresh_docker_ps(guest, docker)
-    return ""
+        return implementation.perform(op, docker, ref, publish)
 
 
 def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:

@@ -24,6 +24,7 @@ import XenAPIPlugin  # from xapi-core on a host; a test stand-in in the lab
 from xscontainer import errors, xapi_keys
 from xscontainer import log as xlog
 from xscontainer.monitor import client as monitor_client
+from xscontainer.operations import table
 from xscontainer.xapi import NULL_REF, Xapi
 
 log = logging.getLogger(__name__)
@@ -63,29 +64,26 @@ def _lazy(module: str, function: str, *bound: str) -> Handler:
     return run
 
 
-def _docker_backed(function: str, *bound: str) -> Handler:
+def _docker_backed(op: table.Operation) -> Handler:
     """A handler that asks this host's monitor first (its live connection answers
-    in milliseconds; monitor/client.py) and connects directly when it cannot."""
-    direct = _lazy("containers", function, *bound)
-    fn = bound[0] if bound else function
+    in milliseconds; monitor/client.py) and connects directly when it cannot
+    (containers.py). Both run the same implementation (operations/)."""
+    direct = _lazy("containers", "docker_backed", op.name)
 
     def run(xapi: Xapi, args: Dict[str, str]) -> str:
-        value = monitor_client.call(xapi, fn, args)
+        value = monitor_client.call(xapi, op.name, args)
         return value if value is not None else direct(xapi, args)
 
-    run.__name__ = function
+    run.__name__ = op.name
     return run
 
 
-# name -> (required argument keys, handler)
+# name -> (required argument keys, handler): the Docker-backed functions of
+# operations/table.py, then the others
 FUNCTIONS: Dict[str, Tuple[Tuple[str, ...], Handler]] = {
-    "get_inspect": (("vmuuid", "object"), _docker_backed("get_inspect")),
-    "get_top": (("vmuuid", "object"), _docker_backed("get_top")),
-    "start": (("vmuuid", "container"), _docker_backed("lifecycle", "start")),
-    "stop": (("vmuuid", "container"), _docker_backed("lifecycle", "stop")),
-    "restart": (("vmuuid", "container"), _docker_backed("lifecycle", "restart")),
-    "pause": (("vmuuid", "container"), _docker_backed("lifecycle", "pause")),
-    "unpause": (("vmuuid", "container"), _docker_backed("lifecycle", "unpause")),
+    op.name: (op.required, _docker_backed(op)) for op in table.OPERATIONS.values()
+}
+FUNCTIONS.update({
     "register": (("vmuuid",), register),
     "deregister": (("vmuuid",), deregister),
     "diagnose": (("vmuuid",), _lazy("containers", "diagnose")),
@@ -95,7 +93,7 @@ FUNCTIONS: Dict[str, Tuple[Tuple[str, ...], Handler]] = {
         ("vmuuid", "sruuid", "configuration"), _lazy("configdrive", "create_config_drive")),
     "get_config_drive_configuration": (
         ("vdiuuid",), _lazy("configdrive", "get_config_drive_configuration")),
-}
+})
 
 
 # -- forwarding -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from xscontainer import errors
 from xscontainer.monitor import protocol
+from xscontainer.operations import table
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
@@ -100,19 +101,18 @@ def error_from(description: Any) -> errors.XSContainerError:
 
 
 def call(xapi: Xapi, fn: str, args: Mapping[str, str]) -> Optional[str]:
-    """The plugin function's payload from the monitor, or None to connect directly."""
-    vm_uuid = args["vmuuid"]
+    """The payload of the Docker-backed function `fn` (operations/table.py) from
+    the monitor, or None to connect directly."""
+    op = table.lookup(fn)
+    vm_uuid = args[table.VM_ARG]
     vm = xapi.vm_by_uuid(vm_uuid)  # VMNotFound, exactly as the direct path says it
     if xapi.call("VM.get_power_state", vm) != "Running":
         return None  # the direct path reports it
-    payload: Dict[str, Any] = {"fn": fn, "vmuuid": vm_uuid}
-    for key in ("object", "container"):
-        if key in args:
-            payload[key] = args[key]
+    ref = op.container_ref(args)  # as the monitor and the direct path would refuse it
     try:
-        answer = request(payload)
+        answer = request(protocol.operation_request(op, vm_uuid, ref))
     except _NoAnswer as exc:
-        if exc.sent and fn in protocol.LIFECYCLE_FNS:
+        if exc.sent and not op.repeatable:
             # the monitor may have done it: repeating it directly could do it twice
             raise errors.Timeout(
                 "The container operation %s was handed to xscontainer-monitor, which did not "

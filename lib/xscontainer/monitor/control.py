@@ -7,11 +7,17 @@ threads started per connection, at most `max_concurrent` at once; beyond that
 a request is answered "unavailable" at once and the plugin connects directly.
 
 `Dispatcher` answers requests from the supervisor's workers (protocol.py has
-the shapes). Container references are validated again here. A lifecycle
-operation refreshes docker_ps and waits until it is written before answering,
-so the new state shows in XAPI when the plugin call returns.
+the shapes): the Docker-backed operations of operations/table.py, run by the
+same implementation as the plugin's direct path (operations/implementation.py)
+on the worker's live client. Container references are validated again here,
+before anything else. A lifecycle operation refreshes docker_ps and waits
+until it is written before answering, so the new state shows in XAPI when the
+plugin call returns. A read whose connection fails is answered "unavailable"
+(the plugin then connects directly); a lifecycle operation's failure is an
+error (it may have happened: the plugin must not repeat it).
 """
 
+import functools
 import json
 import logging
 import os
@@ -21,11 +27,13 @@ import struct
 import threading
 from typing import Any, Callable, Dict, Mapping, Optional
 
-from xscontainer import errors, xapi_keys, xmlenc
-from xscontainer.docker_api import check_container_ref
+from xscontainer import errors, xapi_keys
+from xscontainer.docker_api import DockerClient
 from xscontainer.monitor import protocol
 from xscontainer.monitor.pool import Supervisor
 from xscontainer.monitor.publisher import Publisher
+from xscontainer.monitor.worker import VMWorker
+from xscontainer.operations import implementation, table
 
 log = logging.getLogger(__name__)
 
@@ -50,53 +58,45 @@ class Dispatcher:
         fn = req.get("fn")
         if fn == "status":
             return {"value": self._status()}
+        op = table.find(fn)
         try:
-            if fn not in protocol.READ_FNS + protocol.LIFECYCLE_FNS:
+            if op is None:
                 raise errors.InvalidArgument("Unknown monitor request %r." % (fn,))
-            if fn in protocol.READ_FNS:
-                ref = check_container_ref(req.get("object"))
-            else:
-                ref = check_container_ref(req.get("container"))
+            ref = op.container_ref(req)
         except errors.XSContainerError as exc:
             return {"error": exc.xapi_description()}
-        vm_uuid = req.get("vmuuid")
+        vm_uuid = req.get(table.VM_ARG)
         worker = self.supervisor.worker_by_uuid(vm_uuid) if isinstance(vm_uuid, str) else None
         if worker is None:
             return self._unavailable("this host's monitor does not monitor VM %s" % (vm_uuid,))
         client = worker.live_client()
         if client is None:
             return self._unavailable("the monitor's connection to VM %s is not up" % vm_uuid)
-        if fn in protocol.READ_FNS:
-            try:
-                if fn == "get_inspect":
-                    value = xmlenc.docker_inspect(client.inspect(ref))
-                else:
-                    value = xmlenc.docker_top(client.top(ref))
-            except (errors.GuestConnectionError, errors.Timeout) as exc:
-                worker.connection_lost()
+        publish = functools.partial(self._publish_ps, worker, op)
+        try:
+            value = implementation.perform(op, client, ref, publish)
+        except (errors.GuestConnectionError, errors.Timeout) as exc:
+            worker.connection_lost()
+            if op.repeatable:
                 return self._unavailable("the connection to VM %s failed: %s"
                                          % (vm_uuid, exc.message))
-            except errors.XSContainerError as exc:
-                return {"error": exc.xapi_description()}
-            self.served += 1
-            return {"value": value}
-        try:
-            client.lifecycle(str(fn), ref)
-        except errors.XSContainerError as exc:
-            if isinstance(exc, (errors.GuestConnectionError, errors.Timeout)):
-                worker.connection_lost()
             return {"error": exc.xapi_description()}
+        except errors.XSContainerError as exc:
+            return {"error": exc.xapi_description()}
+        self.served += 1
+        return {"value": value}
+
+    def _publish_ps(self, worker: VMWorker, op: table.Operation, client: DockerClient) -> None:
+        """After a lifecycle operation: docker_ps refreshed and written to XAPI."""
         try:
             xml = worker.refresh_ps(client)
             if not self.publisher.wait_written(worker.ref, xapi_keys.DOCKER_PS, xml, PUBLISH_WAIT):
                 log.warning("docker_ps of %s not written within %gs after %s",
-                            worker.where, PUBLISH_WAIT, fn)
+                            worker.where, PUBLISH_WAIT, op.name)
         except errors.XSContainerError as exc:
             # done, but not yet visible: the event it caused will refresh docker_ps
             log.warning("refreshing docker_ps of %s after %s failed: %s",
-                        worker.where, fn, exc.message)
-        self.served += 1
-        return {"value": ""}
+                        worker.where, op.name, exc.message)
 
     def _unavailable(self, why: str) -> Dict[str, Any]:
         self.unavailable += 1

@@ -5,9 +5,11 @@ only, so that the plugin's warm path never imports the Docker SDK or paramiko.
 
 One request per connection, one JSON object per line each way:
 
-    {"fn": "get_inspect"|"get_top", "vmuuid": U, "object": C}
-    {"fn": "start"|"stop"|"restart"|"pause"|"unpause", "vmuuid": U, "container": C}
-    {"fn": "status"}                                   (for tests and operators)
+    {"fn": NAME, "vmuuid": U, TARGET: C}    (a Docker-backed operation: NAME and
+                                             its TARGET argument as in
+                                             operations/table.py, e.g. "object"
+                                             for get_inspect, "container" for stop)
+    {"fn": "status"}                        (for tests and operators)
 
 and the answer is one of
 
@@ -17,16 +19,16 @@ and the answer is one of
 """
 
 import os
+from typing import Dict
 
 from xscontainer import paths
+from xscontainer.operations.table import VM_ARG, Operation
 
 SOCKET_NAME = "monitor.sock"
 LOCK_NAME = "monitor.lock"
 MAX_REQUEST_BYTES = 64 * 1024
 # get_inspect of a container with many labels and mounts can be large
 MAX_REPLY_BYTES = 32 * 1024 * 1024
-READ_FNS = ("get_inspect", "get_top")
-LIFECYCLE_FNS = ("start", "stop", "restart", "pause", "unpause")
 # The plugin waits this long for an answer; the monitor bounds its work below it.
 REQUEST_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 0.5
@@ -38,3 +40,8 @@ def socket_path() -> str:
 
 def lock_path() -> str:
     return os.path.join(paths.run_dir(), LOCK_NAME)
+
+
+def operation_request(op: Operation, vm_uuid: str, ref: str) -> Dict[str, str]:
+    """The request that asks the monitor to run `op` on container `ref` of a VM."""
+    return {"fn": op.name, VM_ARG: vm_uuid, op.target: ref}
