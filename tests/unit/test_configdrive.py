@@ -6,14 +6,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xscontainer import configdrive, errors
+from xscontainer import errors
+from xscontainer.configdrive import cloudconfig, drive, toolsiso
 
 VM_UUID = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 KEY = "AAAAB3NzaC1yc2EAAAADAQABAAABAQC7+/xyz="
 
 
 def custom(text: str, hin: "str | None" = None, key: "str | None" = KEY) -> str:
-    return configdrive.customize(text, "myhost", key, hin)
+    return cloudconfig.customize(text, "myhost", key, hin)
 
 
 # -- substitution ---------------------------------------------------------------------
@@ -128,12 +129,12 @@ def test_unclosed_block_is_refused_with_a_clear_error() -> None:
     ],
 )
 def test_br_becomes_crlf(given: str, expected: str) -> None:
-    assert configdrive.decode_configuration(given) == expected
+    assert cloudconfig.decode_configuration(given) == expected
 
 
 def test_br_encoded_block_resolves_like_the_plain_one() -> None:
     encoded = "a: 1%BR%%HINEXISTS%%BR%b: eth%HIN%%BR%%ENDHINEXISTS%%BR%c: 2"
-    text = configdrive.decode_configuration(encoded)
+    text = cloudconfig.decode_configuration(encoded)
     assert custom(text) == "a: 1\r\nc: 2"
     assert custom(text, hin="1") == "a: 1\r\nb: eth1\r\nc: 2"
 
@@ -153,12 +154,12 @@ def test_br_encoded_block_resolves_like_the_plain_one() -> None:
     ],
 )
 def test_hostname_from_name(name: str, expected: str) -> None:
-    assert configdrive.hostname_from_name(name, VM_UUID) == expected
+    assert cloudconfig.hostname_from_name(name, VM_UUID) == expected
 
 
 @pytest.mark.parametrize("name", ["", "---", "日本語", "  "])
 def test_hostname_falls_back_to_the_uuid(name: str) -> None:
-    hostname = configdrive.hostname_from_name(name, VM_UUID)
+    hostname = cloudconfig.hostname_from_name(name, VM_UUID)
     assert hostname == "vm0f1e2d3c"
 
 
@@ -181,21 +182,21 @@ def test_hostname_falls_back_to_the_uuid(name: str) -> None:
     ],
 )
 def test_uncommented_key_line(text: str, expected: bool) -> None:
-    assert configdrive.has_uncommented_key_line(text) is expected
+    assert cloudconfig.has_uncommented_key_line(text) is expected
 
 
 def test_key_body() -> None:
-    assert configdrive.key_body("ssh-rsa %s xscontainer@host" % KEY) == KEY
+    assert cloudconfig.key_body("ssh-rsa %s xscontainer@host" % KEY) == KEY
     for bad in ("", "ssh-rsa", "ssh-rsa not/base64!", "ssh-rsa AAAA%BR%"):
         with pytest.raises(errors.ConfigDriveError):
-            configdrive.key_body(bad)
+            cloudconfig.key_body(bad)
 
 
 # -- the template ---------------------------------------------------------------------
 
 
 def template() -> str:
-    return Path(configdrive.PACKAGED_TEMPLATE).read_text()
+    return Path(cloudconfig.PACKAGED_TEMPLATE).read_text()
 
 
 def test_template_has_the_placeholders_and_the_key_line() -> None:
@@ -206,14 +207,14 @@ def test_template_has_the_placeholders_and_the_key_line() -> None:
                         "%ENDHINEXISTS%", "%HIN%"):
         assert placeholder in text
     assert "\n  - ssh-rsa %CONTAINERRSAPUB%\n" in text
-    assert configdrive.has_uncommented_key_line(text)
+    assert cloudconfig.has_uncommented_key_line(text)
     for obsolete in ("etcd2", "fleet", "etcd-member"):
         assert obsolete not in text
 
 
 @pytest.mark.parametrize("hin", [None, "1"])
 def test_template_is_valid_yaml_after_substitution(hin: "str | None") -> None:
-    for text in (template(), configdrive.default_configuration(use_hin=True)):
+    for text in (template(), cloudconfig.default_configuration(use_hin=True)):
         data = yaml.safe_load(custom(text, hin=hin))
         assert data["hostname"] == "myhost"
         assert data["ssh_authorized_keys"] == ["ssh-rsa " + KEY]
@@ -233,32 +234,32 @@ def test_template_is_valid_yaml_after_substitution(hin: "str | None") -> None:
 
 
 def test_default_without_hin_has_no_block_and_is_valid_yaml() -> None:
-    text = configdrive.default_configuration(use_hin=False)
+    text = cloudconfig.default_configuration(use_hin=False)
     assert "HIN" not in text
     assert "%VMNAMETOHOSTNAME%" in text and "%CONTAINERRSAPUB%" in text
-    assert text.rstrip("\n").endswith("# Template loaded from %s" % configdrive.PACKAGED_TEMPLATE)
+    assert text.rstrip("\n").endswith("# Template loaded from %s" % cloudconfig.PACKAGED_TEMPLATE)
     data = yaml.safe_load(custom(text))
     assert [u["name"] for u in data["coreos"]["units"]] == [
         "docker.service", "xe-linux-distribution.service"]
 
 
 def test_default_with_hin_keeps_the_markers_for_create() -> None:
-    text = configdrive.default_configuration(use_hin=True)
+    text = cloudconfig.default_configuration(use_hin=True)
     assert "%HINEXISTS%" in text and "%ENDHINEXISTS%" in text
 
 
 def test_admin_override_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XSCONTAINER_FILES_DIR", str(tmp_path))
-    assert configdrive.template_path() == configdrive.PACKAGED_TEMPLATE
+    assert cloudconfig.template_path() == cloudconfig.PACKAGED_TEMPLATE
     override = tmp_path / "cloud-config.template"
     override.write_bytes(b"#cloud-config\r\nhostname: %VMNAMETOHOSTNAME%\r\n"
                          b"%HINEXISTS%\r\nx: %HIN%\r\n%ENDHINEXISTS%\r\n")
-    assert configdrive.template_path() == str(override)
-    text = configdrive.default_configuration(use_hin=False)
+    assert cloudconfig.template_path() == str(override)
+    text = cloudconfig.default_configuration(use_hin=False)
     assert text == ("#cloud-config\nhostname: %VMNAMETOHOSTNAME%\n\n"
                     "# Template loaded from " + str(override) + "\n")
     override.write_text("")
-    assert configdrive.load_template()[1] == configdrive.PACKAGED_TEMPLATE
+    assert cloudconfig.load_template()[1] == cloudconfig.PACKAGED_TEMPLATE
 
 
 # -- the tools ISO --------------------------------------------------------------------
@@ -276,7 +277,7 @@ def test_tools_iso_order_is_by_version_numbers() -> None:
         "guest-tools-latest.iso",
         "guest-tools-8.4.0-1001.el7.iso",
     ]
-    ordered = sorted(names, key=configdrive.tools_iso_key)
+    ordered = sorted(names, key=toolsiso.tools_iso_key)
     assert ordered == [
         "guest-tools-latest.iso",
         "xs-tools-6.2.0-70442.iso",
@@ -291,13 +292,13 @@ def test_tools_iso_order_is_by_version_numbers() -> None:
 
 
 def test_newest_tools_iso_in_a_folder(tmp_path: Path) -> None:
-    assert configdrive.newest_tools_iso(str(tmp_path)) is None
-    assert configdrive.newest_tools_iso(str(tmp_path / "missing")) is None
+    assert toolsiso.newest_tools_iso(str(tmp_path)) is None
+    assert toolsiso.newest_tools_iso(str(tmp_path / "missing")) is None
     for name in ("guest-tools-8.4.0-999.iso", "guest-tools-8.4.0-1001.iso",
                  "guest-tools-8.4.0.iso", "readme.txt", "other.iso"):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "guest-tools-9.0.0-1.iso").mkdir()  # not a file
-    newest = configdrive.newest_tools_iso(str(tmp_path))
+    newest = toolsiso.newest_tools_iso(str(tmp_path))
     assert newest == os.path.join(str(tmp_path), "guest-tools-8.4.0-1001.iso")
 
 
@@ -305,12 +306,12 @@ def test_only_release_less_names_still_give_one(tmp_path: Path) -> None:
     # the original raised IndexError here
     for name in ("xs-tools-7.2.0.iso", "xs-tools-7.10.0.iso"):
         (tmp_path / name).write_bytes(b"")
-    assert configdrive.newest_tools_iso(str(tmp_path)).endswith("xs-tools-7.10.0.iso")
+    assert toolsiso.newest_tools_iso(str(tmp_path)).endswith("xs-tools-7.10.0.iso")
 
 
 def test_vdi_size_is_rounded_up_to_2_mib() -> None:
     mib = 1 << 20
-    assert configdrive.vdi_size(1) == 2 * mib
-    assert configdrive.vdi_size(2 * mib) == 2 * mib  # aligned stays
-    assert configdrive.vdi_size(2 * mib + 1) == 4 * mib
-    assert configdrive.vdi_size(0) == 2 * mib
+    assert drive.vdi_size(1) == 2 * mib
+    assert drive.vdi_size(2 * mib) == 2 * mib  # aligned stays
+    assert drive.vdi_size(2 * mib + 1) == 4 * mib
+    assert drive.vdi_size(0) == 2 * mib

@@ -12,7 +12,8 @@ from typing import IO, Any, Callable, Dict, List, Optional
 import pytest
 import XenAPI
 
-from xscontainer import configdrive, errors, iso, poolkey, xapi_keys
+from xscontainer import errors, iso, poolkey, xapi_keys
+from xscontainer.configdrive import functions, image
 from xscontainer.xapi import NULL_REF, Xapi
 
 VM_UUID = "11111111-2222-4333-8444-555555555555"
@@ -177,7 +178,7 @@ class Pool:
         self.xapi = FakeXapi(api, self.host)
 
     def create(self, configuration: str = CONFIG) -> str:
-        return configdrive.create_config_drive(
+        return functions.create_config_drive(
             self.xapi, {"vmuuid": VM_UUID, "sruuid": SR_UUID, "configuration": configuration})
 
     def drives(self) -> List[Dict[str, Any]]:
@@ -190,7 +191,7 @@ class Pool:
     def user_data(self, vdi_uuid: str) -> str:
         ref = self.api.dispatch("VDI", "get_by_uuid", [vdi_uuid])
         reader = iso.IsoReader(io.BytesIO(self.xapi.uploads[ref]))
-        return reader.read(configdrive.USER_DATA, 1 << 20).decode()
+        return reader.read(image.USER_DATA, 1 << 20).decode()
 
 
 @pytest.fixture(autouse=True)
@@ -298,7 +299,7 @@ def test_bad_input_creates_nothing(args: Dict[str, str], error: type, code_word:
     full = {"vmuuid": VM_UUID, "sruuid": SR_UUID, "configuration": CONFIG}
     full.update(args)
     with pytest.raises(error) as raised:
-        configdrive.create_config_drive(pool.xapi, full)
+        functions.create_config_drive(pool.xapi, full)
     assert code_word in str(raised.value)
     assert pool.counts() == before
     assert not [c for c in pool.api.calls if c.endswith(".create")]
@@ -395,11 +396,11 @@ def test_get_configuration_reads_the_template_back() -> None:
     pool = Pool()
     configuration = CONFIG.replace("\n", "%BR%")
     vdi_uuid = pool.create(configuration)
-    text = configdrive.get_config_drive_configuration(pool.xapi, {"vdiuuid": vdi_uuid})
+    text = functions.get_config_drive_configuration(pool.xapi, {"vdiuuid": vdi_uuid})
     assert text == CONFIG  # %BR% decoded; returned with LF as clients expect
     with pytest.raises(errors.ConfigDriveError, match="no VDI"):
-        configdrive.get_config_drive_configuration(pool.xapi, {"vdiuuid": "nope"})
+        functions.get_config_drive_configuration(pool.xapi, {"vdiuuid": "nope"})
     big = pool.api.add("VDI", SR=pool.sr, virtual_size=str(10 << 30))
     with pytest.raises(errors.ConfigDriveError, match="too large"):
-        configdrive.get_config_drive_configuration(
+        functions.get_config_drive_configuration(
             pool.xapi, {"vdiuuid": pool.api.db["VDI"][big]["uuid"]})

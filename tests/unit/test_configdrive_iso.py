@@ -10,7 +10,9 @@ from typing import Dict, List
 
 import pytest
 
-from xscontainer import configdrive, errors, iso
+from xscontainer import errors, iso
+from xscontainer.configdrive import image as drive_image
+from xscontainer.configdrive import toolsiso
 
 USER_DATA = "#cloud-config\r\nhostname: myhost\r\n"
 TEMPLATE = "#cloud-config\r\nhostname: %VMNAMETOHOSTNAME%\r\n"
@@ -53,7 +55,7 @@ def isoinfo(image: Path, *args: str) -> str:
 def build(tmp: Path, tools: "Path | None") -> Path:
     work = tmp / "work"
     work.mkdir()
-    return Path(configdrive.build_image(str(work), USER_DATA, TEMPLATE,
+    return Path(drive_image.build_image(str(work), USER_DATA, TEMPLATE,
                                         str(tools) if tools else None))
 
 
@@ -107,7 +109,7 @@ def test_tools_iso_without_linux_folder_or_unreadable(tmp_path: Path) -> None:
     for tools in (no_linux, broken):
         work = tmp_path / ("work-" + tools.name)
         work.mkdir()
-        image = configdrive.build_image(str(work), USER_DATA, TEMPLATE, str(tools))
+        image = drive_image.build_image(str(work), USER_DATA, TEMPLATE, str(tools))
         with open(image, "rb") as f:
             assert not [p for p in iso.IsoReader(f).walk() if p.startswith("agent")]
 
@@ -116,7 +118,7 @@ def test_agent_from_a_tools_iso_with_joliet_names_only(tmp_path: Path) -> None:
     files = {"Linux/" + n: data for n, (data, _mode) in AGENT.items()}
     tools = make_iso(tmp_path, files, ["-J"], "j.iso")
     dest = tmp_path / "agent"
-    assert sorted(configdrive.copy_agent(str(tools), str(dest))) == sorted(AGENT)
+    assert sorted(toolsiso.copy_agent(str(tools), str(dest))) == sorted(AGENT)
     daemon = dest / "xe-daemon"
     assert daemon.read_bytes() == AGENT["xe-daemon"][0]
     assert stat.S_IMODE(daemon.stat().st_mode) == 0o755  # no Rock Ridge: by name
@@ -126,25 +128,25 @@ def test_agent_from_a_tools_iso_with_joliet_names_only(tmp_path: Path) -> None:
 def test_template_read_back_from_image_bytes(tmp_path: Path) -> None:
     image = build(tmp_path, None)
     data = image.read_bytes() + b"\0" * 4096  # a VDI is larger than its image
-    assert configdrive.read_template_from_image(data) == TEMPLATE.replace("\r\n", "\n")
+    assert drive_image.read_template_from_image(data) == TEMPLATE.replace("\r\n", "\n")
 
 
 @pytest.mark.parametrize("data", [b"", b"\0" * 70000, b"x" * 5000])
 def test_not_an_image_is_a_clear_error(data: bytes) -> None:
     with pytest.raises(errors.ConfigDriveError, match="not a config drive"):
-        configdrive.read_template_from_image(data)
+        drive_image.read_template_from_image(data)
 
 
 def test_truncated_image_is_a_clear_error(tmp_path: Path) -> None:
     data = build(tmp_path, None).read_bytes()
     with pytest.raises(errors.ConfigDriveError, match="not a config drive"):
-        configdrive.read_template_from_image(data[: 18 * 2048])
+        drive_image.read_template_from_image(data[: 18 * 2048])
 
 
 def test_image_without_the_template_file(tmp_path: Path) -> None:
     image = make_iso(tmp_path, {"openstack/latest/user_data": b"x"}, ["-R", "-V", "config-2"])
     with pytest.raises(errors.ConfigDriveError, match="no such file"):
-        configdrive.read_template_from_image(image.read_bytes())
+        drive_image.read_template_from_image(image.read_bytes())
 
 
 # -- the reader ---------------------------------------------------------------------------
@@ -218,7 +220,7 @@ def test_build_image_failure_is_a_config_drive_error(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(iso, "BUILDERS", (("no-such-iso-builder",),))
     with pytest.raises(errors.ConfigDriveError, match="genisoimage"):
-        configdrive.build_image(str(tmp_path), USER_DATA, TEMPLATE, None)
+        drive_image.build_image(str(tmp_path), USER_DATA, TEMPLATE, None)
 
 
 def test_reader_rejects_hostile_directory_sizes(tmp_path: Path) -> None:

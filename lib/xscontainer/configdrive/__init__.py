@@ -1,51 +1,22 @@
-"""Config drives for CoreOS-family guests: everything is in drive.py, re-exported here."""
+"""Config drives for CoreOS-family guests (today Flatcar Container Linux).
 
-from xscontainer.configdrive.drive import (
-    MAX_CONFIGURATION_BYTES,
-    PACKAGED_TEMPLATE,
-    USER_DATA,
-    USER_DATA_TEMPLATE,
-    VOLUME_ID,
-    build_image,
-    copy_agent,
+  functions    the three plugin functions (re-exported here, as the plugin
+               calls xscontainer.configdrive.<function>)
+  cloudconfig  the cloud-config text: the default template, placeholders
+  toolsiso     the host's guest tools ISO: the newest, the Linux agent in it
+  image        the `config-2` ISO9660 image: built, and read back
+  drive        the drive in XAPI: VDI, upload, VBD, replacing the old drive,
+               undone on failure
+
+Differences from the original Python 2 xscontainer, besides those each module
+names: a failure leaves no VDI, VBD or VIF behind; the cloud-config text, the
+key and session refs are never logged.
+"""
+
+from xscontainer.configdrive.functions import (
     create_config_drive,
-    customize,
-    decode_configuration,
-    default_configuration,
     get_config_drive_configuration,
     get_config_drive_default,
-    has_uncommented_key_line,
-    hostname_from_name,
-    key_body,
-    load_template,
-    newest_tools_iso,
-    read_template_from_image,
-    template_path,
-    tools_iso_key,
-    vdi_size,
 )
 
-__all__ = [
-    "MAX_CONFIGURATION_BYTES",
-    "PACKAGED_TEMPLATE",
-    "USER_DATA",
-    "USER_DATA_TEMPLATE",
-    "VOLUME_ID",
-    "build_image",
-    "copy_agent",
-    "create_config_drive",
-    "customize",
-    "decode_configuration",
-    "default_configuration",
-    "get_config_drive_configuration",
-    "get_config_drive_default",
-    "has_uncommented_key_line",
-    "hostname_from_name",
-    "key_body",
-    "load_template",
-    "newest_tools_iso",
-    "read_template_from_image",
-    "template_path",
-    "tools_iso_key",
-    "vdi_size",
-]
+__all__ = ["create_config_drive", "get_config_drive_configuration", "get_config_drive_default"]
