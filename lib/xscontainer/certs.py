@@ -9,7 +9,7 @@ Generated sets (xscontainer-prepare-vm --mode tls --generate-certs):
   seconds in dom0, at a strength (~128 bits) above RSA 2048/3072; handshakes are
   smaller and faster, and every peer involved supports it: Go's crypto/tls (the
   Docker engine on Windows and Linux, the docker CLI), OpenSSL in dom0, and the
-  ECDHE-ECDSA AES-GCM / ChaCha20 suites that transport/tls.py allows for TLS 1.2;
+  ECDHE-ECDSA AES-GCM / ChaCha20 suites that transport/tlscontext.py allows for TLS 1.2;
 * valid 730 days (2 x 365) from five minutes ago (clock skew), never longer;
 * RFC 5280 extensions: basicConstraints (CA: true, pathlen 0; leaves: false),
   keyUsage (CA: keyCertSign, cRLSign; leaves: digitalSignature), extendedKeyUsage

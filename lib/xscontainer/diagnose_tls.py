@@ -5,16 +5,21 @@ closed, the server refusing our client certificate, the server's certificate
 untrusted or issued for other addresses, no protocol or cipher in common. A
 certificate (client or server) that expires within 30 days passes with a
 warning. Nothing is changed.
+
+`ping` is also how xscontainer-prepare-vm sees that Docker in the VM accepts
+the new client certificate.
 """
 
 import datetime
+import socket
+import ssl
 from typing import Any, List, Optional, Tuple
 
 from cryptography import x509
 
 from xscontainer import certs, docker_api, errors, transport
 from xscontainer.guest import Guest
-from xscontainer.transport import TLS_PORT, Timeouts
+from xscontainer.transport import TLS_PORT, Timeouts, tlscontext, tlsfailures
 from xscontainer.transport import tls as tls_transport
 
 EXPIRY_WARNING_DAYS = 30
@@ -45,6 +50,45 @@ def _dates(cert: x509.Certificate, what: str, vm_uuid: str) -> Tuple[bool, str]:
     return False, "%s valid until %s" % (what, until)
 
 
+
+def ping(tls_sock: ssl.SSLSocket, address: str, timeout: float, vm_uuid: str,
+         where: str) -> str:
+    """GET /_ping on a fresh TLS connection; its HTTP status line.
+
+    With TLS 1.3 the server judges our certificate after the handshake, so only
+    a first exchange of data tells whether it accepted it. Closes the socket.
+    """
+    try:
+        tls_sock.settimeout(timeout)
+        tls_sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+        data = b""
+        while b"\r\n" not in data and len(data) < 4096:
+            chunk = tls_sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout as exc:
+        raise errors.Timeout("Docker in %s at %s did not answer within %gs over TLS."
+                             % (where, address, timeout)) from exc
+    except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+        classified = tlsfailures.classify(exc, address, vm_uuid, where)
+        if classified is not None:
+            raise classified from exc
+        raise errors.TLSError(
+            "Docker in %s at %s closed the TLS connection before answering (%s): it may have "
+            "refused xscontainer's client certificate. Check that Docker in the VM trusts the "
+            "CA stored for it (daemon.json tlscacert), or %s."
+            % (where, address, tlsfailures.short(exc), tlsfailures.rerun_hint(vm_uuid)),
+            vm_uuid, address) from exc
+    finally:
+        tls_sock.close()
+    status = data.split(b"\r\n", 1)[0].decode("latin-1").strip()
+    if not status.startswith("HTTP/"):
+        raise errors.TLSError("The TLS service at %s port %d in %s did not answer like Docker "
+                              "(%r)." % (address, TLS_PORT, where, status[:80]), vm_uuid, address)
+    return status
+
+
 def checks(chain: Any, guest: Guest, timeouts: Timeouts) -> None:
     """Append the TLS steps to a diagnose chain (diagnose._Chain)."""
     loaded = chain.check(STORED, lambda: _load(guest), lambda loaded: loaded[2])
@@ -68,10 +112,9 @@ def checks(chain: Any, guest: Guest, timeouts: Timeouts) -> None:
     )
     if tls_sock is None:
         return
-    server_der = tls_transport.peer_certificate_der(tls_sock)
+    server_der = tls_sock.getpeercert(binary_form=True) or b""
     chain.check(CLIENT_ACCEPTED,
-                lambda: tls_transport.ping(tls_sock, address, timeouts.request, guest.uuid,
-                                           guest.where),
+                lambda: ping(tls_sock, address, timeouts.request, guest.uuid, guest.where),
                 lambda status: "GET /_ping: %s" % status)
     server_cert: Optional[x509.Certificate] = None
     if server_der:
@@ -92,7 +135,7 @@ def checks(chain: Any, guest: Guest, timeouts: Timeouts) -> None:
 def _load(guest: Guest) -> Tuple[Any, bool, str]:
     """(SSL context, client certificate needs attention, its dates)."""
     material = guest.tls_material()
-    context = tls_transport.make_context(material, guest.uuid)
+    context = tlscontext.make_context(material, guest.uuid)
     try:
         client_cert = certs.load_certificate(material.client_cert)
     except ValueError as exc:

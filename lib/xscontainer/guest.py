@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
 from xscontainer.docker_api import DockerClient
-from xscontainer.transport import SSH_PORT, Material, Timeouts
+from xscontainer.transport import SSH_PORT, Material, Timeouts, tlscontext
 from xscontainer.transport import ssh as ssh_transport
 from xscontainer.transport import tls as tls_transport
 from xscontainer.xapi import NULL_REF, Xapi
@@ -187,7 +187,7 @@ class Guest:
         return tlssecrets.load(self.xapi, self.uuid, self.other_config, self.where)
 
     def tls_context(self) -> ssl.SSLContext:
-        return tls_transport.make_context(self.tls_material(), self.uuid)
+        return tlscontext.make_context(self.tls_material(), self.uuid)
 
     def _docker_tls(self, timeouts: Timeouts) -> DockerClient:
         context = self.tls_context()

@@ -1,8 +1,9 @@
-"""Generated certificates through the TLS transport against local TLS servers:
-what is accepted, and how each kind of refusal is told apart."""
+"""Generated certificates through the TLS transport (tls.handshake, TLSAdapter)
+against local TLS servers: what is accepted, how each kind of refusal is told
+apart (tlsfailures.classify, in the handshake and in diagnose_tls.ping), and
+the adapter's pool."""
 
 import json
-import os
 import socket
 import ssl
 import threading
@@ -11,9 +12,10 @@ from typing import Iterator, List, Optional
 
 import pytest
 
-from xscontainer import certs, errors
+from xscontainer import certs, diagnose_tls, errors
 from xscontainer.docker_api import DockerClient
 from xscontainer.transport import Material, tls
+from xscontainer.transport.tlscontext import make_context
 
 VM = "5d1c9c39-0000-4000-8000-00000000abcd"
 LOCAL = "127.0.0.1"
@@ -105,21 +107,17 @@ def server(tmp_path: Path, good: certs.GeneratedSet) -> Iterator[Server]:
     srv.close()
 
 
-def test_generated_set_works_and_leaves_no_key_file(server: Server, good: certs.GeneratedSet,
-                                                    run_dir: Path) -> None:
-    context = tls.make_context(good.client_material(), VM)
-    assert os.listdir(str(run_dir)) == []  # the client pair was loaded and deleted
-    assert os.stat(str(run_dir)).st_mode & 0o077 == 0
-    tls_sock = server.tls_socket(context)
+def test_generated_set_works(server: Server, good: certs.GeneratedSet) -> None:
+    tls_sock = server.tls_socket(make_context(good.client_material(), VM))
     assert tls_sock.version() in ("TLSv1.2", "TLSv1.3")
-    assert tls.ping(tls_sock, LOCAL, 5.0, VM, "VM test") == "HTTP/1.1 200 OK"
+    assert diagnose_tls.ping(tls_sock, LOCAL, 5.0, VM, "VM test") == "HTTP/1.1 200 OK"
 
 
 def test_docker_client_over_the_adapter_ignores_ca_bundle_variables(
         server: Server, good: certs.GeneratedSet, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
     monkeypatch.setenv("CURL_CA_BUNDLE", "/nonexistent/ca.pem")
-    context = tls.make_context(good.client_material(), VM)
+    context = make_context(good.client_material(), VM)
     adapter = tls.TLSAdapter(LOCAL, context, VM, "VM test", 5.0, port=server.port)
     client = DockerClient(adapter, "VM test", 5.0)
     try:
@@ -134,7 +132,7 @@ def test_server_of_another_ca_is_rejected(server: Server, good: certs.GeneratedS
                                           other: certs.GeneratedSet) -> None:
     material = Material(good.client_cert, good.client_key, other.ca_cert)
     with pytest.raises(errors.TLSCertificateRejected) as exc:
-        server.tls_socket(tls.make_context(material, VM))
+        server.tls_socket(make_context(material, VM))
     assert exc.value.code == "XSCONTAINER_TLS_CERT_REJECTED"
     assert "does not chain to the CA stored for the VM" in exc.value.message
     assert "xscontainer-prepare-vm -v %s --mode tls" % VM in exc.value.message
@@ -146,7 +144,7 @@ def test_server_certificate_for_another_address_is_rejected(
     srv = Server(tmp_path, elsewhere.server_cert, elsewhere.server_key)
     try:
         with pytest.raises(errors.TLSCertificateRejected) as exc:
-            srv.tls_socket(tls.make_context(elsewhere.client_material(), VM))
+            srv.tls_socket(make_context(elsewhere.client_material(), VM))
         assert "not valid for the address %s" % LOCAL in exc.value.message
     finally:
         srv.close()
@@ -159,12 +157,12 @@ def test_client_certificate_refused_by_the_server(tmp_path: Path, good: certs.Ge
     srv = Server(tmp_path, good.server_cert, good.server_key, client_ca=good.ca_cert,
                  tls12_only=tls12_only)
     material = Material(other.client_cert, other.client_key, good.ca_cert)
-    context = tls.make_context(material, VM)
+    context = make_context(material, VM)
     try:
         with pytest.raises(errors.TLSError) as exc:
             # TLS 1.2 refuses in the handshake, TLS 1.3 at the first read (or, with a
             # server that closes at once, with a reset instead of the alert)
-            tls.ping(srv.tls_socket(context), LOCAL, 5.0, VM, "VM test")
+            diagnose_tls.ping(srv.tls_socket(context), LOCAL, 5.0, VM, "VM test")
     finally:
         srv.close()
     assert type(exc.value) is errors.TLSError
@@ -177,32 +175,10 @@ def test_cbc_only_server_has_no_cipher_in_common(tmp_path: Path,
                  tls12_ciphers="ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
     try:
         with pytest.raises(errors.TLSError) as exc:
-            srv.tls_socket(tls.make_context(good.client_material(), VM))
+            srv.tls_socket(make_context(good.client_material(), VM))
         assert "No TLS protocol version or cipher in common" in exc.value.message
     finally:
         srv.close()
-
-
-def test_context_settings(good: certs.GeneratedSet) -> None:
-    context = tls.make_context(good.client_material(), VM)
-    assert context.verify_mode == ssl.CERT_REQUIRED
-    assert context.check_hostname
-    names = {c["name"] for c in context.get_ciphers() if c["protocol"] == "TLSv1.2"}
-    assert names
-    assert all(n.startswith("ECDHE-") and ("GCM" in n or "CHACHA20" in n) for n in names), names
-    assert "AES128-SHA" not in names
-    versions = getattr(ssl, "TLSVersion", None)
-    if versions is not None:
-        assert context.minimum_version == versions.TLSv1_2
-    else:
-        assert context.options & ssl.OP_NO_TLSv1 and context.options & ssl.OP_NO_TLSv1_1
-
-
-def test_unloadable_material_says_what_to_do(good: certs.GeneratedSet) -> None:
-    with pytest.raises(errors.TLSConfigMissing) as exc:
-        tls.make_context(Material(good.client_cert, good.server_key, good.ca_cert), VM)
-    assert "--mode tls" in exc.value.message
-    assert "PRIVATE" not in exc.value.message
 
 
 class StreamingServer(Server):
@@ -244,7 +220,7 @@ class StreamingServer(Server):
 def test_closing_the_client_ends_a_blocked_event_stream(tmp_path: Path,
                                                         good: certs.GeneratedSet) -> None:
     srv = StreamingServer(tmp_path, good.server_cert, good.server_key, client_ca=good.ca_cert)
-    context = tls.make_context(good.client_material(), VM)
+    context = make_context(good.client_material(), VM)
     client = DockerClient(tls.TLSAdapter(LOCAL, context, VM, "VM test", 30.0, port=srv.port),
                           "VM test", 30.0).negotiate()
     seen: List[dict] = []

@@ -27,11 +27,11 @@ import ssl
 import time
 from typing import List, Optional, Tuple
 
-from xscontainer import certs, errors, tlssecrets, xapi_keys
+from xscontainer import certs, diagnose_tls, errors, tlssecrets, xapi_keys
 from xscontainer.guest import Guest
 from xscontainer.prepare import cdrom, common, tlsiso
 from xscontainer.prepare.console import Aborted, Console
-from xscontainer.transport import TLS_PORT, Material, tls
+from xscontainer.transport import TLS_PORT, Material, tls, tlscontext
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def run_external(console: Console, xapi: Xapi, vm_uuid: str,
             raise errors.InvalidArgument("Cannot read %s: %s." % (path, exc.strerror or exc)) \
                 from exc
     material = certs.validate_external(data[0], data[1], data[2], names=files)
-    tls.make_context(material, vm_uuid)  # OpenSSL accepts them too
+    tlscontext.make_context(material, vm_uuid)  # OpenSSL accepts them too
     console.say("The certificates are valid: client certificate %s, CA %s." % files[::2])
     _store_and_finish(console, guest, material)
 
@@ -184,7 +184,7 @@ def _probe(guest: Guest, context: ssl.SSLContext, addresses: List[str]) -> str:
     try:
         tls_sock, address = tls.connect(addresses, context, 3.0, common.TIMEOUTS.handshake,
                                         guest.uuid, guest.where)
-        tls.ping(tls_sock, address, common.TIMEOUTS.request, guest.uuid, guest.where)
+        diagnose_tls.ping(tls_sock, address, common.TIMEOUTS.request, guest.uuid, guest.where)
     except errors.XSContainerError as exc:
         return exc.message
     return ""
@@ -192,7 +192,7 @@ def _probe(guest: Guest, context: ssl.SSLContext, addresses: List[str]) -> str:
 
 def _wait_for_certificate(console: Console, guest: Guest, material: Material,
                           addresses: List[str], wait: float) -> None:
-    context = tls.make_context(material, guest.uuid)
+    context = tlscontext.make_context(material, guest.uuid)
     console.say("Waiting up to %d s for Docker in the VM to answer on port %d with the new "
                 "certificate." % (wait, TLS_PORT))
     start = time.monotonic()
@@ -218,7 +218,7 @@ def _wait_for_certificate(console: Console, guest: Guest, material: Material,
 
 def _confirm_applied(console: Console, guest: Guest, material: Material,
                      addresses: List[str]) -> None:
-    context = tls.make_context(material, guest.uuid)
+    context = tlscontext.make_context(material, guest.uuid)
     while True:
         if not console.confirm("Has configure_tls.cmd run in the VM (y), or do you abort (n)?"):
             raise Aborted("Aborted: no certificate was stored; the temporary CD is removed.")

@@ -7,7 +7,10 @@ place of its own (see docker_api.py):
                  certificate, key and CA), BoundedAdapter (every non-streamed
                  reply read with a size bound), connect_first
   ssh.py         paramiko: the engine's unix socket through an SSH channel
-  tls.py         mutual TLS to TCP 2376
+  tls.py         mutual TLS to TCP 2376: connect, handshake, the adapter's pool
+  tlscontext.py  the SSL context: protocol and cipher policy, the VM's CA, the
+                 client certificate and key
+  tlsfailures.py which of our errors a failed handshake or first read means
 
 The names of base.py are re-exported here: `from xscontainer.transport import
 Timeouts`. The TLS and SSH modules are imported by name when needed, so that
