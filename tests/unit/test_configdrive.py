@@ -1,13 +1,12 @@
-"""configdrive: placeholders, host names, the key line, the template, tools ISO choice."""
+"""The cloud-config text: placeholders, host names, the key line, the template."""
 
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from xscontainer import errors
-from xscontainer.configdrive import cloudconfig, drive, toolsiso
+from xscontainer.configdrive import cloudconfig
 
 VM_UUID = "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
 KEY = "AAAAB3NzaC1yc2EAAAADAQABAAABAQC7+/xyz="
@@ -260,58 +259,3 @@ def test_admin_override_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
                     "# Template loaded from " + str(override) + "\n")
     override.write_text("")
     assert cloudconfig.load_template()[1] == cloudconfig.PACKAGED_TEMPLATE
-
-
-# -- the tools ISO --------------------------------------------------------------------
-
-
-def test_tools_iso_order_is_by_version_numbers() -> None:
-    names = [
-        "guest-tools-8.4.0-999.iso",
-        "guest-tools-8.4.0-1001.iso",
-        "guest-tools-8.4.0.iso",
-        "guest-tools-8.10.0-1.iso",
-        "guest-tools-8.9.0-5000.iso",
-        "xs-tools-7.2.0.iso",
-        "xs-tools-6.2.0-70442.iso",
-        "guest-tools-latest.iso",
-        "guest-tools-8.4.0-1001.el7.iso",
-    ]
-    ordered = sorted(names, key=toolsiso.tools_iso_key)
-    assert ordered == [
-        "guest-tools-latest.iso",
-        "xs-tools-6.2.0-70442.iso",
-        "xs-tools-7.2.0.iso",
-        "guest-tools-8.4.0.iso",
-        "guest-tools-8.4.0-999.iso",
-        "guest-tools-8.4.0-1001.iso",
-        "guest-tools-8.4.0-1001.el7.iso",
-        "guest-tools-8.9.0-5000.iso",
-        "guest-tools-8.10.0-1.iso",
-    ]
-
-
-def test_newest_tools_iso_in_a_folder(tmp_path: Path) -> None:
-    assert toolsiso.newest_tools_iso(str(tmp_path)) is None
-    assert toolsiso.newest_tools_iso(str(tmp_path / "missing")) is None
-    for name in ("guest-tools-8.4.0-999.iso", "guest-tools-8.4.0-1001.iso",
-                 "guest-tools-8.4.0.iso", "readme.txt", "other.iso"):
-        (tmp_path / name).write_bytes(b"")
-    (tmp_path / "guest-tools-9.0.0-1.iso").mkdir()  # not a file
-    newest = toolsiso.newest_tools_iso(str(tmp_path))
-    assert newest == os.path.join(str(tmp_path), "guest-tools-8.4.0-1001.iso")
-
-
-def test_only_release_less_names_still_give_one(tmp_path: Path) -> None:
-    # the original raised IndexError here
-    for name in ("xs-tools-7.2.0.iso", "xs-tools-7.10.0.iso"):
-        (tmp_path / name).write_bytes(b"")
-    assert toolsiso.newest_tools_iso(str(tmp_path)).endswith("xs-tools-7.10.0.iso")
-
-
-def test_vdi_size_is_rounded_up_to_2_mib() -> None:
-    mib = 1 << 20
-    assert drive.vdi_size(1) == 2 * mib
-    assert drive.vdi_size(2 * mib) == 2 * mib  # aligned stays
-    assert drive.vdi_size(2 * mib + 1) == 4 * mib
-    assert drive.vdi_size(0) == 2 * mib

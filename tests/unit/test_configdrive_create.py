@@ -13,7 +13,7 @@ import pytest
 import XenAPI
 
 from xscontainer import errors, iso, poolkey, xapi_keys
-from xscontainer.configdrive import functions, image
+from xscontainer.configdrive import functions
 from xscontainer.xapi import NULL_REF, Xapi
 
 VM_UUID = "11111111-2222-4333-8444-555555555555"
@@ -191,7 +191,7 @@ class Pool:
     def user_data(self, vdi_uuid: str) -> str:
         ref = self.api.dispatch("VDI", "get_by_uuid", [vdi_uuid])
         reader = iso.IsoReader(io.BytesIO(self.xapi.uploads[ref]))
-        return reader.read(image.USER_DATA, 1 << 20).decode()
+        return reader.read("openstack/latest/user_data", 1 << 20).decode()
 
 
 @pytest.fixture(autouse=True)

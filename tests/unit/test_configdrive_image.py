@@ -1,9 +1,6 @@
-"""Config drive images: built with the host's tool, read back without mounting,
-checked against isoinfo as an independent reader."""
+"""The config drive image (configdrive.image): built with the host's tool, read back
+without mounting, checked against isoinfo as an independent reader."""
 
-import io
-import os
-import stat
 import subprocess
 from pathlib import Path
 from typing import Dict, List
@@ -12,7 +9,6 @@ import pytest
 
 from xscontainer import errors, iso
 from xscontainer.configdrive import image as drive_image
-from xscontainer.configdrive import toolsiso
 
 USER_DATA = "#cloud-config\r\nhostname: myhost\r\n"
 TEMPLATE = "#cloud-config\r\nhostname: %VMNAMETOHOSTNAME%\r\n"
@@ -114,17 +110,6 @@ def test_tools_iso_without_linux_folder_or_unreadable(tmp_path: Path) -> None:
             assert not [p for p in iso.IsoReader(f).walk() if p.startswith("agent")]
 
 
-def test_agent_from_a_tools_iso_with_joliet_names_only(tmp_path: Path) -> None:
-    files = {"Linux/" + n: data for n, (data, _mode) in AGENT.items()}
-    tools = make_iso(tmp_path, files, ["-J"], "j.iso")
-    dest = tmp_path / "agent"
-    assert sorted(toolsiso.copy_agent(str(tools), str(dest))) == sorted(AGENT)
-    daemon = dest / "xe-daemon"
-    assert daemon.read_bytes() == AGENT["xe-daemon"][0]
-    assert stat.S_IMODE(daemon.stat().st_mode) == 0o755  # no Rock Ridge: by name
-    assert stat.S_IMODE((dest / "versions.rpm").stat().st_mode) == 0o644
-
-
 def test_template_read_back_from_image_bytes(tmp_path: Path) -> None:
     image = build(tmp_path, None)
     data = image.read_bytes() + b"\0" * 4096  # a VDI is larger than its image
@@ -149,84 +134,8 @@ def test_image_without_the_template_file(tmp_path: Path) -> None:
         drive_image.read_template_from_image(image.read_bytes())
 
 
-# -- the reader ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "options, names",
-    [(["-R", "-J"], "rockridge"), (["-R"], "rockridge"), (["-J"], "joliet"),
-     ([], "iso9660")],
-)
-def test_reader_name_sources(tmp_path: Path, options: List[str], names: str) -> None:
-    image = make_iso(tmp_path, {"dir/sub/file.txt": b"hello"}, [*options, "-V", "LBL"])
-    with open(str(image), "rb") as f:
-        reader = iso.IsoReader(f)
-        assert reader.names == names
-        assert reader.volume_id == "LBL"
-        # 8.3 names are upper case; lookups fall back to case-insensitive
-        assert reader.read("dir/sub/file.txt", 10) == b"hello"
-        assert reader.exists("/DIR/SUB/FILE.TXT")
-        assert not reader.exists("dir/nope")
-        with pytest.raises(iso.IsoError, match="more than"):
-            reader.read("dir/sub/file.txt", 4)
-        with pytest.raises(iso.IsoError, match="is a directory"):
-            reader.read("dir", 10)
-
-
-def test_reader_long_names_and_many_files(tmp_path: Path) -> None:
-    files = {"d/%03d-%s.txt" % (n, "x" * 40): b"%d" % n for n in range(150)}
-    image = make_iso(tmp_path, files, ["-R", "-J", "-joliet-long"])
-    with open(str(image), "rb") as f:
-        reader = iso.IsoReader(f)
-        assert len(reader.listdir("d")) == 150
-        assert reader.read("d/149-%s.txt" % ("x" * 40), 10) == b"149"
-
-
-@pytest.mark.parametrize("builder", iso.BUILDERS)
-def test_every_supported_builder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                 builder: "tuple[str, ...]") -> None:
-    monkeypatch.setattr(iso, "BUILDERS", (builder,))
-    tree = tmp_path / "tree" / "openstack" / "latest"
-    tree.mkdir(parents=True)
-    (tree / "user_data").write_text("data")
-    image = tmp_path / "out.iso"
-    iso.build(str(tmp_path / "tree"), str(image), "config-2")
-    with open(str(image), "rb") as f:
-        reader = iso.IsoReader(f)
-        assert reader.volume_id == "config-2"
-        assert reader.rock_ridge
-        assert reader.read("openstack/latest/user_data", 10) == b"data"
-
-
-def test_build_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(iso, "BUILDERS", (("no-such-iso-builder",),))
-    with pytest.raises(iso.IsoError, match="install the genisoimage package"):
-        iso.build(str(tmp_path), str(tmp_path / "x.iso"), "config-2")
-
-    monkeypatch.setattr(iso, "BUILDERS", (("genisoimage",),))
-    with pytest.raises(iso.IsoError, match="failed"):
-        iso.build(str(tmp_path / "missing"), str(tmp_path / "x.iso"), "config-2")
-
-    slow = tmp_path / "bin" / "genisoimage"
-    slow.parent.mkdir()
-    slow.write_text("#!/bin/sh\nexec sleep 30\n")
-    slow.chmod(0o755)
-    monkeypatch.setenv("PATH", "%s:%s" % (slow.parent, os.environ["PATH"]))
-    with pytest.raises(iso.IsoError, match="did not finish"):
-        iso.build(str(tmp_path), str(tmp_path / "x.iso"), "config-2", timeout=0.5)
-
-
 def test_build_image_failure_is_a_config_drive_error(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(iso, "BUILDERS", (("no-such-iso-builder",),))
     with pytest.raises(errors.ConfigDriveError, match="genisoimage"):
         drive_image.build_image(str(tmp_path), USER_DATA, TEMPLATE, None)
-
-
-def test_reader_rejects_hostile_directory_sizes(tmp_path: Path) -> None:
-    image = bytearray(make_iso(tmp_path, {"a": b"1"}, ["-R"]).read_bytes())
-    # root directory record in the primary volume descriptor: claim a 1 GiB directory
-    pvd = 16 * 2048
-    image[pvd + 156 + 10: pvd + 156 + 14] = (1 << 30).to_bytes(4, "little")
-    with pytest.raises(iso.IsoError):
-        iso.IsoReader(io.BytesIO(bytes(image))).walk()
