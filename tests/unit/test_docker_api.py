@@ -1,4 +1,5 @@
-"""API-version negotiation and container references (no engine needed).
+"""API-version negotiation, and what DockerClient refuses before any request (no
+engine needed; the container reference rules are tested with the operations table).
 
 The /version payloads are shaped as the Docker Engine API reference and Podman's
 compat handler document them."""
@@ -6,6 +7,7 @@ compat handler document them."""
 import pytest
 
 from xscontainer import docker_api, errors
+from xscontainer.operations import table
 
 DOCKER_20 = {"Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12",
              "Components": [{"Name": "Engine", "Version": "20.10.24"}]}
@@ -54,19 +56,43 @@ def test_engine_name():
     assert docker_api.engine_name({}) == "Docker"
 
 
-@pytest.mark.parametrize("ref", [
-    "web", "Web_App.1-x", "MyContainer", "e9c2212c65",
-    "e9c2212c65c387bba7c216c56cd19ffaa1cdb73cf5885f3259a6b1ae7747c834",
-])
-def test_container_refs_accepted(ref):
-    assert docker_api.check_container_ref(ref) == ref
+class NoAdapter:
+    """A transport that must not be used: nothing here reaches an engine."""
+
+    def send(self, *args, **kwargs):
+        raise AssertionError("no request expected")
+
+    def close(self):
+        pass
 
 
-@pytest.mark.parametrize("ref", [
-    "", "-web", ".web", "_web", "web/../../x", "web\n", "we b", "web;rm", "a" * 256, None, 5,
-    "../containers", "web?x=1", "web%2f",
-])
-def test_container_refs_refused(ref):
+def client():
+    return docker_api.DockerClient(NoAdapter(), "VM web (u)")
+
+
+def test_lifecycle_runs_the_tables_lifecycle_operations(monkeypatch):
+    docker = client()
+    calls = []
+    for name, op in table.OPERATIONS.items():
+        if op.is_lifecycle:
+            monkeypatch.setattr(docker._api, name,
+                                lambda ref, _n=name, **kw: calls.append((_n, ref, kw)))
+            docker.lifecycle(name, "web")
+    assert calls == [("start", "web", {}), ("stop", "web", {"timeout": docker_api.STOP_TIMEOUT}),
+                     ("restart", "web", {"timeout": docker_api.STOP_TIMEOUT}),
+                     ("pause", "web", {}), ("unpause", "web", {})]
+
+
+@pytest.mark.parametrize("operation", ["get_top", "get_inspect", "kill", "remove", ""])
+def test_lifecycle_refuses_anything_else_before_a_request(operation):
     with pytest.raises(errors.InvalidArgument) as exc:
-        docker_api.check_container_ref(ref)
-    assert exc.value.code == "XSCONTAINER_INVALID_ARGUMENT"
+        client().lifecycle(operation, "web")
+    assert exc.value.message == "Unknown container operation %r." % operation
+
+
+@pytest.mark.parametrize("method", ["inspect", "top"])
+def test_bad_references_never_reach_a_request(method):
+    with pytest.raises(errors.InvalidArgument):
+        getattr(client(), method)("../web")
+    with pytest.raises(errors.InvalidArgument):
+        client().lifecycle("stop", "web;rm")

@@ -1,4 +1,5 @@
-"""The control socket: server limits and permissions, and the plugin's side of it."""
+"""The control socket: server limits and permissions, the Dispatcher that answers
+requests over the workers' live clients, and the plugin's side of it."""
 
 import functools
 import os
@@ -10,9 +11,12 @@ import threading
 
 import pytest
 
-from xscontainer import errors
+from xscontainer import errors, xmlenc
 from xscontainer.monitor import client, protocol
 from xscontainer.monitor.control import ControlServer
+from xscontainer.operations import table
+
+from .operation_fakes import FakeDocker, FakePublisher, FakeWorker, dispatcher
 
 
 @pytest.fixture
@@ -171,6 +175,30 @@ def test_call_passes_values_and_errors_through(run_dir, serve):
     assert client.call(xapi, "pause", {"vmuuid": "u", "container": "web"}) is None
 
 
+def test_call_sends_the_operations_request_only(run_dir, serve):
+    seen = []
+    serve(lambda req: seen.append(req) or {"value": ""})
+    xapi = FakeXapi()
+    client.call(xapi, "stop", {"vmuuid": "u", "container": "web", "object": "x", "more": "y"})
+    client.call(xapi, "get_top", {"vmuuid": "u", "object": "web", "container": "x"})
+    assert seen == [{"fn": "stop", "vmuuid": "u", "container": "web"},
+                    {"fn": "get_top", "vmuuid": "u", "object": "web"}]
+    assert seen[0] == protocol.operation_request(table.OPERATIONS["stop"], "u", "web")
+
+
+def test_call_refuses_a_bad_reference_without_asking(run_dir, serve):
+    seen = []
+    serve(lambda req: seen.append(req) or {"value": ""})
+    for fn, key in (("get_inspect", "object"), ("pause", "container")):
+        with pytest.raises(errors.InvalidArgument):
+            client.call(FakeXapi(), fn, {"vmuuid": "u", key: "a/../b"})
+    assert seen == []
+    with pytest.raises(errors.VMNotFound):  # the VM is looked up first, as before
+        client.call(FakeXapi(), "get_inspect", {"vmuuid": "nope", "object": "a/../b"})
+    with pytest.raises(errors.InvalidArgument):
+        client.call(FakeXapi(), "rm", {"vmuuid": "u", "container": "web"})
+
+
 def test_call_falls_back_without_a_monitor_or_a_running_vm(run_dir):
     assert client.call(FakeXapi(), "get_inspect", {"vmuuid": "u", "object": "w"}) is None
     assert client.call(FakeXapi("Halted"), "start", {"vmuuid": "u", "container": "w"}) is None
@@ -192,3 +220,76 @@ def test_error_from_unknown_code_keeps_it():
     exc = client.error_from(["XSCONTAINER_FROM_THE_FUTURE", "msg", "d1"])
     assert exc.xapi_description() == ["XSCONTAINER_FROM_THE_FUTURE", "msg", "d1"]
     assert client.error_from("junk").code == "XSCONTAINER_ERROR"
+
+
+# -- the Dispatcher -------------------------------------------------------------------------
+
+
+def test_dispatcher_refuses_unknown_requests_and_bad_references_first():
+    worker = FakeWorker("u", FakeDocker(), FakePublisher())
+    dispatch = dispatcher(worker)
+    for req in ({"fn": "rm", "vmuuid": "u", "container": "web"}, {"vmuuid": "u"},
+                {"fn": ["get_top"], "vmuuid": "u", "object": "web"},
+                {"fn": "get_top", "vmuuid": "u", "container": "web"},  # not its argument
+                {"fn": "stop", "vmuuid": "nobody", "container": "../x"}):
+        answer = dispatch(req)
+        assert answer["error"][0] == "XSCONTAINER_INVALID_ARGUMENT", req
+    assert dispatch({"fn": "rm"})["error"][1] == "Unknown monitor request 'rm'."
+    assert worker.engine.calls == [] and dispatch.served == dispatch.unavailable == 0
+
+
+def test_dispatcher_is_unavailable_for_vms_it_cannot_serve():
+    dispatch = dispatcher(FakeWorker("down", None, FakePublisher()))
+    for req in ({"fn": "get_top", "vmuuid": "other", "object": "web"},
+                {"fn": "stop", "vmuuid": "down", "container": "web"},
+                {"fn": "stop", "container": "web"}):
+        assert "unavailable" in dispatch(req)
+    assert dispatch.unavailable == 3 and dispatch.served == 0
+
+
+def test_dispatcher_serves_reads_on_the_live_client():
+    engine = FakeDocker(web="running")
+    publisher = FakePublisher()
+    dispatch = dispatcher(FakeWorker("u", engine, publisher), publisher=publisher)
+    assert dispatch({"fn": "get_inspect", "vmuuid": "u", "object": "web"}) == {
+        "value": xmlenc.docker_inspect(engine.inspect("web"))}
+    answer = dispatch({"fn": "get_top", "vmuuid": "u", "object": "nope"})
+    assert answer["error"][0] == "XSCONTAINER_NO_SUCH_CONTAINER"
+    assert dispatch.served == 1 and publisher.waited == []
+
+
+def test_dispatcher_lifecycle_publishes_docker_ps_before_answering():
+    engine = FakeDocker(web="running")
+    publisher = FakePublisher()
+    dispatch = dispatcher(FakeWorker("u", engine, publisher), publisher=publisher)
+    assert dispatch({"fn": "pause", "vmuuid": "u", "container": "web"}) == {"value": ""}
+    xml = xmlenc.docker_ps(engine.ps())
+    assert publisher.waited == [("OpaqueRef:u", "docker_ps", xml)]
+    assert "(Paused)" in xml and dispatch.served == 1
+    answer = dispatch({"fn": "pause", "vmuuid": "u", "container": "web"})  # Docker's 409
+    assert answer["error"][0] == "XSCONTAINER_DOCKER_ERROR" and len(publisher.waited) == 1
+
+
+def test_dispatcher_lifecycle_done_but_not_published_still_succeeds():
+    engine = FakeDocker(web="running")
+    for worker in (FakeWorker("u", engine, FakePublisher(writes=False)),
+                   FakeWorker("u", engine, FakePublisher(),
+                              ps_fails=errors.DockerUnreachable("gone"))):
+        dispatch = dispatcher(worker, publisher=worker.publisher)
+        assert dispatch({"fn": "stop", "vmuuid": "u", "container": "web"}) == {"value": ""}
+        assert worker.lost == 0
+
+
+@pytest.mark.parametrize("failure", [errors.DockerUnreachable("gone"), errors.Timeout("slow")])
+def test_dispatcher_connection_failures(failure):
+    """A read is left to the direct path; a lifecycle operation may have happened, so
+    its failure is the answer. Either way the worker reconnects."""
+    engine = FakeDocker(web="running")
+    worker = FakeWorker("u", engine, FakePublisher())
+    dispatch = dispatcher(worker)
+    engine.fail = failure
+    assert "unavailable" in dispatch({"fn": "get_inspect", "vmuuid": "u", "object": "web"})
+    engine.fail = failure
+    answer = dispatch({"fn": "restart", "vmuuid": "u", "container": "web"})
+    assert answer == {"error": failure.xapi_description()}
+    assert worker.lost == 2 and dispatch.served == 0

@@ -16,6 +16,7 @@ import XenAPI
 import XenAPIPlugin
 
 from xscontainer import errors, plugin, xapi_keys
+from xscontainer.operations import table
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = os.path.join(REPO, "plugins", "xscontainer")
@@ -183,3 +184,37 @@ def test_unexpected_errors_keep_xapis_default_shape(monkeypatch):
     monkeypatch.setitem(plugin.FUNCTIONS, "get_top", (("vmuuid", "object"), broken))
     with pytest.raises(KeyError):  # XenAPIPlugin.dispatch turns it into XENAPI_PLUGIN_FAILURE
         handler(monkeypatch, fake, "get_top")(FakeSession(), {"vmuuid": "u", "object": "web"})
+
+
+def test_the_docker_backed_functions_are_the_operations_table():
+    for name, op in table.OPERATIONS.items():
+        required, handler_fn = plugin.FUNCTIONS[name]
+        assert required == op.required and handler_fn.__name__ == name
+    others = set(plugin.FUNCTIONS) - set(table.OPERATIONS)
+    assert others == {"register", "deregister", "diagnose", "get_config_drive_default",
+                      "create_config_drive", "get_config_drive_configuration"}
+
+
+@pytest.mark.parametrize("name", sorted(table.OPERATIONS))
+def test_a_docker_backed_call_asks_the_monitor_then_connects_directly(monkeypatch, name):
+    from xscontainer import containers  # noqa: PLC0415 (the plugin imports it lazily)
+
+    fake = FakeXapi("OpaqueRef:host1", "OpaqueRef:host1", "unused")
+    asked: List[Tuple[str, str]] = []
+    answers = {"monitor": "<warm/>"}
+
+    def monitor(xapi: Any, fn: str, args: Dict[str, str]) -> Any:
+        asked.append(("monitor", fn))
+        return answers["monitor"]
+
+    def direct(fn: str, xapi: Any, args: Dict[str, str]) -> str:
+        asked.append(("direct", fn))
+        return "<direct/>"
+
+    monkeypatch.setattr(plugin.monitor_client, "call", monitor)
+    monkeypatch.setattr(containers, "docker_backed", direct)
+    args = {"vmuuid": "u", table.OPERATIONS[name].target: "web"}
+    assert handler(monkeypatch, fake, name)(FakeSession(), args) == "True<warm/>"
+    answers["monitor"] = None
+    assert handler(monkeypatch, fake, name)(FakeSession(), args) == "True<direct/>"
+    assert asked == [("monitor", name), ("monitor", name), ("direct", name)]

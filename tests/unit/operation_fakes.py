@@ -1,0 +1,196 @@
+"""A stand-in for a connected DockerClient (docker_api.py), shared by the unit
+tests of the operations and of the paths that run them."""
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+from xscontainer import containers, errors, xmlenc
+from xscontainer.monitor.control import Dispatcher
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+WHERE = "VM web (u-1)"
+
+
+def data(name: str) -> Any:
+    with open(os.path.join(DATA, name)) as f:
+        return json.load(f)
+
+
+class FakeDocker:
+    """One guest's engine with the containers in `containers` (name -> state).
+
+    Records every call in `calls`; `fail` (an exception) makes the next Docker
+    request raise it. Unknown containers give Docker's 404 as docker_api does.
+    """
+
+    def __init__(self, **containers: str) -> None:
+        self.containers: Dict[str, str] = dict(containers) or {"web": "running"}
+        self.calls: List[Tuple[str, ...]] = []
+        self.fail: Optional[BaseException] = None
+        self.closed = False
+        self.where = WHERE
+
+    def _request(self, *call: str) -> None:
+        self.calls.append(call)
+        if self.fail is not None:
+            fail, self.fail = self.fail, None
+            raise fail
+
+    def _known(self, ref: str, action: str) -> None:
+        if ref not in self.containers:
+            raise errors.NoSuchContainer.from_response(
+                404, "No such container: %s" % ref, action, self.where)
+
+    def inspect(self, ref: str) -> Dict[str, Any]:
+        self._request("inspect", ref)
+        self._known(ref, "inspect container %s" % ref)
+        inspect = dict(data("docker_inspect.json"))
+        inspect["Name"] = "/" + ref
+        inspect["State"] = dict(inspect.get("State") or {}, Status=self.containers[ref])
+        return inspect
+
+    def top(self, ref: str) -> Dict[str, Any]:
+        self._request("top", ref)
+        self._known(ref, "list the processes of container %s" % ref)
+        return dict(data("docker_top_ps_ef.json"))
+
+    def lifecycle(self, operation: str, ref: str) -> None:
+        self._request("lifecycle", operation, ref)
+        self._known(ref, "%s container %s" % (operation, ref))
+        state = {"start": "running", "stop": "exited", "restart": "running",
+                 "pause": "paused", "unpause": "running"}[operation]
+        if operation == "pause" and self.containers[ref] == "paused":
+            raise errors.DockerError.from_response(
+                409, "Container %s is already paused" % ref, "pause container %s" % ref,
+                self.where)
+        self.containers[ref] = state
+
+    def ps(self) -> List[Dict[str, Any]]:
+        self._request("ps")
+        return [{"Id": name * 4, "Names": ["/" + name], "Image": "busybox",
+                 "Status": "Up 1 second" if state == "running" else
+                 "Up 1 second (Paused)" if state == "paused" else "Exited (0) 1 second ago",
+                 "State": state}
+                for name, state in sorted(self.containers.items())]
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> "FakeDocker":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+# -- the direct path: containers.docker_backed with a fake Guest ---------------------------
+
+
+class FakeXapi:
+    """VM other-config as XAPI holds it, with a record of single-key writes."""
+
+    def __init__(self, other_config: Dict[str, str]) -> None:
+        self.config = dict(other_config)
+        self.writes: List[Tuple[str, str, str]] = []
+
+    def vm_other_config(self, ref: str) -> Dict[str, str]:
+        return dict(self.config)
+
+    def set_vm_other_config(self, ref: str, key: str, value: str) -> None:
+        self.writes.append((ref, key, value))
+        self.config[key] = value
+
+
+class FakeGuest:
+    """What containers.py uses of a Guest; `docker()` hands out `engine`."""
+
+    engine: Optional[FakeDocker] = None
+    loads: List[str] = []
+
+    def __init__(self, xapi: FakeXapi, uuid: str, power: str) -> None:
+        self.xapi = xapi
+        self.uuid = uuid
+        self.ref = "OpaqueRef:vm"
+        self.power = power
+
+    @classmethod
+    def load(cls, xapi: FakeXapi, uuid: str) -> "FakeGuest":
+        cls.loads.append(uuid)
+        return cls(xapi, uuid, "Running")
+
+    @property
+    def other_config(self) -> Dict[str, str]:
+        return dict(self.xapi.config)
+
+    def require_running(self) -> None:
+        if self.power != "Running":
+            raise errors.VMNotRunning("VM %s is %s." % (self.uuid, self.power), self.uuid)
+
+    def docker(self) -> FakeDocker:
+        assert self.engine is not None
+        return self.engine
+
+
+def direct_path(monkeypatch: Any, engine: FakeDocker, xapi: FakeXapi) -> Any:
+    """containers.docker_backed(name, xapi, args) with guests reaching `engine`."""
+    guest_cls = type("Guest", (FakeGuest,), {"engine": engine, "loads": []})
+    monkeypatch.setattr(containers, "Guest", guest_cls)
+    return lambda name, args: containers.docker_backed(name, xapi, args)
+
+
+# -- the warm path: the monitor's Dispatcher with fake workers -------------------------------
+
+
+class FakePublisher:
+    def __init__(self, writes: bool = True) -> None:
+        self.values: Dict[Tuple[str, str], str] = {}
+        self.waited: List[Tuple[str, str, str]] = []
+        self.writes = writes
+
+    def set(self, ref: str, key: str, value: str) -> None:
+        self.values[(ref, key)] = value
+
+    def wait_written(self, ref: str, key: str, value: str, timeout: float) -> bool:
+        self.waited.append((ref, key, value))
+        return self.writes and self.values.get((ref, key)) == value
+
+
+class FakeWorker:
+    """What the Dispatcher uses of a VMWorker."""
+
+    def __init__(self, uuid: str, engine: Optional[FakeDocker], publisher: FakePublisher,
+                 ps_fails: Optional[BaseException] = None) -> None:
+        self.uuid = uuid
+        self.ref = "OpaqueRef:" + uuid
+        self.where = WHERE
+        self.engine = engine
+        self.publisher = publisher
+        self.ps_fails = ps_fails
+        self.lost = 0
+
+    def live_client(self) -> Optional[FakeDocker]:
+        return self.engine
+
+    def refresh_ps(self, client: FakeDocker) -> str:
+        if self.ps_fails is not None:
+            raise self.ps_fails
+        xml = xmlenc.docker_ps(client.ps())
+        self.publisher.set(self.ref, "docker_ps", xml)
+        return xml
+
+    def connection_lost(self) -> None:
+        self.lost += 1
+
+
+class FakeSupervisor:
+    def __init__(self, *workers: FakeWorker) -> None:
+        self.workers = {w.uuid: w for w in workers}
+
+    def worker_by_uuid(self, uuid: str) -> Optional[FakeWorker]:
+        return self.workers.get(uuid)
+
+
+def dispatcher(*workers: FakeWorker, publisher: Optional[FakePublisher] = None) -> Any:
+    return Dispatcher(FakeSupervisor(*workers), publisher or FakePublisher(),
+                      lambda: {"vms": {}})
