@@ -1,19 +1,12 @@
-"""Integration tests run through the lab (tests/lab), exactly as a client would.
-
-The session-scoped `lab` fixture brings a fresh lab up (taking down one left
-over first) with XSC_TEST_VMS guests (default 3) on XSC_TEST_HOSTS hosts
-(default 2), and takes it down at the end unless XSC_LAB_KEEP=1, failing if
-anything of it is left. When the lab cannot start the tests fail and say why:
-they never skip.
+"""Integration tests run through the lab (the xsclab package in tests/lab),
+exactly as a client would; every one of them is marked `lab`. The session's
+`lab` fixture is in tests/conftest.py.
 """
 
-import os
 from pathlib import Path
-from typing import Iterator, List
+from typing import List
 
 import pytest
-
-import labctl
 
 HERE = Path(__file__).parent
 
@@ -22,27 +15,3 @@ def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
     for item in items:
         if HERE in Path(item.path).parents:
             item.add_marker(pytest.mark.lab)
-
-
-@pytest.fixture(scope="session")
-def lab() -> Iterator[labctl.Lab]:
-    vms = int(os.environ.get("XSC_TEST_VMS", "3"))
-    hosts = int(os.environ.get("XSC_TEST_HOSTS", "2"))
-    # guest numbering (names xsc-vmI, addresses 10.200.I.2): another range lets a
-    # second lab (another XSC_LAB_DIR) run beside this one
-    first = int(os.environ.get("XSC_TEST_FIRST", "1"))
-    if vms < 2 or hosts < 2:
-        pytest.fail("XSC_TEST_VMS and XSC_TEST_HOSTS must be at least 2", pytrace=False)
-    try:
-        labctl.down()
-        the_lab = labctl.up(vms, hosts, first)
-    except Exception as e:
-        pytest.fail("the lab could not start: %s" % e, pytrace=False)
-    yield the_lab
-    if os.environ.get("XSC_LAB_KEEP") == "1":
-        return
-    before = labctl.footprint()
-    labctl.down()
-    left = before.left()
-    if left:
-        pytest.fail("`lab down` left: %s" % "; ".join(left), pytrace=False)

@@ -20,7 +20,7 @@ import pytest
 import XenAPI
 import yaml
 
-import labctl
+from xsclab import labctl
 
 FN_DEFAULT = "get_config_drive_default"
 FN_CREATE = "create_config_drive"

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import XenAPI
 
-import labctl
-import labenv
+from xsclab import labctl, labenv
 
 
 def expected_tree() -> labenv.Tree:

@@ -23,7 +23,7 @@ import docker.errors
 import pytest
 import XenAPI
 
-import labctl
+from xsclab import labctl
 from xscontainer.xmlenc import normalize_status
 
 IMAGE = "xsc-test/busybox:latest"

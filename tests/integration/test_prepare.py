@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 import XenAPI
 
-import labctl
+from xsclab import labctl
 
 IMAGE = "xsc-test/busybox"
 PROG = "xscontainer-prepare-vm"

@@ -1,5 +1,5 @@
 """TLS mode end to end: xscontainer-prepare-vm --mode tls as a dom0 process, the guest's
-administrator applying the certificates from the virtual CD (tests/lab/tlsadmin.py),
+administrator applying the certificates from the virtual CD (xsclab.tlsadmin),
 then the plugin over mutual TLS on 2376; a guest presenting another CA's
 certificate refused; an administrator's own certificates (external mode).
 
@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import labctl
-import tlsadmin
+from xsclab import labctl, tlsadmin
 
 IMAGE = "xsc-test/busybox"
 PROG = "xscontainer-prepare-vm"

@@ -17,9 +17,6 @@ from typing import Iterator
 import pytest
 from pkgbuild import REPO, Build, extract_iso, make_gpg_key, run
 
-# the simulator harness of tests/sim runs the installed plugin (test_install)
-sys.path.insert(0, str(REPO / "tests" / "sim"))
-
 
 @pytest.fixture(scope="session")
 def build() -> Iterator[Build]:

@@ -13,9 +13,9 @@ from typing import Dict, Iterator, List
 import pytest
 import XenAPI
 from pkgbuild import REPO, Build, run
-from simharness import Simulator, cleanup, make_lab_dir
 
-import labenv
+from xsclab import labenv
+from xsclab.simharness import Simulator, cleanup, make_lab_dir
 
 SITELIB = "usr/lib/python3.6/site-packages"
 # what dom0 provides from other packages than ours (xapi-core, python3-requests)

@@ -6,8 +6,10 @@ from typing import Iterator
 
 import pytest
 import XenAPI
-from simharness import Simulator, cleanup, make_lab_dir
-from simplugins import write_plugins
+
+from xsclab.simharness import Simulator, cleanup, make_lab_dir
+
+from .simplugins import write_plugins
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from typing import Any, Dict, List
 
 import pytest
 import XenAPI
-from simharness import Simulator
+
+from xsclab.simharness import Simulator
 
 
 def event_from(session: XenAPI.Session, classes: List[str], token: str, timeout: float

@@ -20,9 +20,10 @@ import paramiko
 import pytest
 import XenAPI
 
-import labctl
-import labenv
-from guest import keys, procs, rig
+from xsclab import labctl, labenv, labkeys, procs, rig
+
+# root and a lab, for every test here (`make quick` leaves them out)
+pytestmark = pytest.mark.lab
 
 LAB = os.path.join(labenv.LAB_CODE_DIR, "lab")
 IMAGE = "xsc-test/busybox:latest"
@@ -447,8 +448,8 @@ def test_dockerd_uses_the_tls_files_in_the_vm_dir(lab: labctl.Lab, tmp_path: Pat
     saved = tmp_path / "saved"
     shutil.copytree(tls_dir, saved)
     new = tmp_path / "new"
-    keys.tls_ca(str(new))
-    cert, key = keys.server_cert(str(new), vm.ip)
+    labkeys.tls_ca(str(new))
+    cert, key = labkeys.server_cert(str(new), vm.ip)
     try:
         for src, name in (
             (new / "ca.pem", "ca.pem"),

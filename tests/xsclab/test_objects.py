@@ -5,7 +5,8 @@ import xmlrpc.client
 
 import pytest
 import XenAPI
-from simharness import Simulator
+
+from xsclab.simharness import Simulator
 
 
 def details(excinfo: pytest.ExceptionInfo) -> list:

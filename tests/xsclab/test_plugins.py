@@ -7,8 +7,10 @@ from typing import Dict, Iterator
 
 import pytest
 import XenAPI
-from simharness import Simulator, cleanup, make_lab_dir
-from simplugins import write_plugins
+
+from xsclab.simharness import Simulator, cleanup, make_lab_dir
+
+from .simplugins import write_plugins
 
 
 def details(excinfo: pytest.ExceptionInfo) -> list:

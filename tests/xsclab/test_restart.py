@@ -11,7 +11,8 @@ import xmlrpc.client
 from typing import Iterator
 
 import pytest
-from simharness import PASSWORD, Simulator, cleanup, env_for, make_lab_dir
+
+from xsclab.simharness import PASSWORD, Simulator, cleanup, env_for, make_lab_dir
 
 
 @pytest.fixture
@@ -111,7 +112,7 @@ def test_no_state_and_no_seed_is_an_error() -> None:
     lab_dir = make_lab_dir()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "xapisim", "serve", "--state",
+            [sys.executable, "-m", "xsclab.xapisim", "serve", "--state",
              os.path.join(lab_dir, "state.json")],
             env=env_for(lab_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             universal_newlines=True, timeout=30)
@@ -122,7 +123,7 @@ def test_no_state_and_no_seed_is_an_error() -> None:
 
 
 def test_seed_example_is_a_seed() -> None:
-    out = subprocess.run([sys.executable, "-m", "xapisim", "seed-example"],
+    out = subprocess.run([sys.executable, "-m", "xsclab.xapisim", "seed-example"],
                          env=env_for("/nonexistent"), stdout=subprocess.PIPE, check=True,
                          universal_newlines=True, timeout=30).stdout
     seed = json.loads(out)

@@ -8,9 +8,9 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 import XenAPI
-from simharness import PASSWORD, Simulator
 
-from xapisim.client import UnixConnection
+from xsclab.simharness import PASSWORD, Simulator
+from xsclab.xapisim.client import UnixConnection
 
 MiB = 1024 * 1024
 

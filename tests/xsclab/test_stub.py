@@ -9,9 +9,9 @@ import xmlrpc.client
 from typing import Any, List, Tuple
 
 import pytest
-from simharness import LAB_CODE, REPO
 
-STUBS = os.path.join(LAB_CODE, "stubs")
+from xsclab.labenv import REPO, STUBS_DIR
+
 PLUGIN = """
 import sys
 import XenAPIPlugin
@@ -35,7 +35,7 @@ INTERPRETERS = [p for p in (sys.executable, os.path.join(REPO, ".venv36", "bin",
 
 
 def run(python: str, *argv: str) -> Tuple[int, str, str]:
-    env = dict(os.environ, PYTHONPATH=STUBS)
+    env = dict(os.environ, PYTHONPATH=STUBS_DIR)
     proc = subprocess.run([python, "-c", PLUGIN, *argv], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
     return proc.returncode, proc.stdout, proc.stderr
@@ -73,7 +73,7 @@ def test_system_exit_and_bad_argv_are_not_caught(python: str) -> None:
 
 def test_messages_are_xml_rpc_responses() -> None:
     spec = importlib.util.spec_from_file_location("XenAPIPlugin",
-                                                  os.path.join(STUBS, "XenAPIPlugin.py"))
+                                                  os.path.join(STUBS_DIR, "XenAPIPlugin.py"))
     assert spec is not None and spec.loader is not None
     XenAPIPlugin = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(XenAPIPlugin)

@@ -4,7 +4,8 @@ import xmlrpc.client
 
 import pytest
 import XenAPI
-from simharness import PASSWORD, Simulator
+
+from xsclab.simharness import PASSWORD, Simulator
 
 
 def details(excinfo: pytest.ExceptionInfo) -> list:

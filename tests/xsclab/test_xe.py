@@ -6,9 +6,11 @@ import sys
 from typing import Tuple
 
 import XenAPI
-from simharness import LAB_CODE, Simulator
 
-XE = os.path.join(LAB_CODE, "xe")
+from xsclab.labenv import LAB_CODE_DIR
+from xsclab.simharness import Simulator
+
+XE = os.path.join(LAB_CODE_DIR, "xe")
 
 
 def xe(sim: Simulator, *args: str, direct: bool = False) -> Tuple[int, str, str]:

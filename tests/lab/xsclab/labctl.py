@@ -9,10 +9,10 @@ A lab lives in labenv.lab_dir() (XSC_LAB_DIR, default <repo>/.lab):
                   also cleans a half-up lab
   lab.json        the lab description (HACKING.md), written once the lab is up
   seed.json xapi-state.json xapi.sock xapi.url xapi.pid xapi.log   the simulator
-  xapi.proc       the lab's record of the simulator process (guest/procs.py)
+  xapi.proc       the lab's record of the simulator process (procs.py)
   hosts/<uuid>/   each host's dom0 files (labenv.ensure_host_dirs)
   srs/            the simulator's VDI files
-  vms/<name>/     each guest (guest/rig.py)
+  vms/<name>/     each guest (rig.py)
   keys/ cache/    cached key material and image tar, kept across labs
 """
 
@@ -33,8 +33,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import XenAPI
 
-import labenv
-from guest import keys, procs, rig
+from . import labenv, labkeys, procs, rig
 
 LAB_USER = "xscuser"
 ROOT_PASSWORD = "xscontainer-lab"
@@ -133,7 +132,7 @@ def _xapi_argv(port: int) -> List[str]:
     return [
         sys.executable,
         "-m",
-        "xapisim",
+        "xsclab.xapisim",
         "serve",
         "--state",
         _path("xapi-state.json"),
@@ -286,7 +285,7 @@ def _seed(
 
 def _description(seed: Mapping[str, Any], xapi: procs.Proc) -> Dict[str, Any]:
     """lab.json, in the format HACKING.md documents."""
-    private, public = keys.pool_key(_path("keys"))
+    private, public = labkeys.pool_key(_path("keys"))
     vms = []
     for vm in seed["vms"]:
         g = _guest_of_name(vm["name_label"])
@@ -438,8 +437,8 @@ def up(vms: int = 2, hosts: int = 2, first: int = 1, replace: bool = False) -> "
 def _up(guests: List[rig.Guest], hosts: int) -> None:
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(guests) + 4) as pool:
-        key_f = pool.submit(keys.pool_key, _path("keys"))
-        tls_f = pool.submit(keys.tls_ca, _path("keys", "tls"))
+        key_f = pool.submit(labkeys.pool_key, _path("keys"))
+        tls_f = pool.submit(labkeys.tls_ca, _path("keys", "tls"))
         tar_f = pool.submit(rig.busybox_tar, _path("cache"))
         user = rig.ensure_user(LAB_USER)
         rig.create_network(guests)

@@ -27,7 +27,10 @@ import shutil
 import sys
 from typing import Dict, List, Mapping, Optional, Sequence
 
-LAB_CODE_DIR = os.path.dirname(os.path.abspath(__file__))
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# tests/lab: holds this package, the executables (lab, xe, demo) and stubs/; a
+# process that imports xsclab needs it on its path
+LAB_CODE_DIR = os.path.dirname(PACKAGE_DIR)
 REPO = os.path.dirname(os.path.dirname(LAB_CODE_DIR))
 STUBS_DIR = os.path.join(LAB_CODE_DIR, "stubs")
 # dom0's Python, as installed executables name it in their shebang

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from guest import keys, procs
+from . import labkeys, procs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VM_INIT = os.path.join(HERE, "vm-init")
@@ -386,13 +386,13 @@ def prepare(g: Guest, user: pwd.struct_passwd, pool_pub: str, keys_dir: str) -> 
     ):
         os.chown(path, user.pw_uid, user.pw_gid)
         os.chmod(path, mode)
-    host_key = keys.host_key(keys_dir, g.name)
+    host_key = labkeys.host_key(keys_dir, g.name)
     _copy(host_key, g.path("ssh", "host_rsa"), 0o600)
     _copy(host_key + ".pub", g.host_key_pub, 0o644)
     with open(g.path("ssh", "sshd_config"), "w") as f:
         f.write(sshd_config(g))
     tls_dir = os.path.join(keys_dir, "tls")
-    cert, key = keys.server_cert(tls_dir, g.ip)
+    cert, key = labkeys.server_cert(tls_dir, g.ip)
     for src, name, mode in (
         (os.path.join(tls_dir, "ca.pem"), "ca", 0o644),
         (cert, "server-cert", 0o644),
@@ -654,7 +654,7 @@ def daemon_status(g: Guest, daemon: str) -> Optional[procs.Proc]:
 
 def rekey(g: Guest) -> None:
     """A new sshd host key (as after a guest reinstall), then restart sshd."""
-    keys.write_ssh_keypair(g.path("ssh", "host_rsa"), 2048, "root@%s" % g.name)
+    labkeys.write_ssh_keypair(g.path("ssh", "host_rsa"), 2048, "root@%s" % g.name)
     stop_daemon(g, "sshd")
     start_daemon(g, "sshd")
 

@@ -1,5 +1,6 @@
 """Runs the XAPI simulator as a subprocess in a throw-away lab folder, and
-gives real XenAPI sessions to it over TCP and over its unix socket."""
+gives real XenAPI sessions to it over TCP and over its unix socket (the
+simulator's tests and the packaging tests use it)."""
 
 import json
 import os
@@ -14,11 +15,10 @@ from typing import Any, Dict, List, Optional
 
 import XenAPI
 
-from xapisim.client import UnixTransport
-from xapisim.seed import example
+from . import labenv
+from .xapisim.client import UnixTransport
+from .xapisim.seed import example
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LAB_CODE = os.path.join(REPO, "tests", "lab")
 PASSWORD = "xscontainer-lab"
 START_TIMEOUT = 15.0
 
@@ -31,7 +31,7 @@ def make_lab_dir() -> str:
 def env_for(lab_dir: str) -> Dict[str, str]:
     env = dict(os.environ)
     env["XSC_LAB_DIR"] = lab_dir
-    env["PYTHONPATH"] = LAB_CODE
+    env["PYTHONPATH"] = labenv.LAB_CODE_DIR
     env.pop("XSCONTAINER_XAPI_SOCKET", None)
     return env
 
@@ -62,7 +62,7 @@ class Simulator:
             os.unlink(self.url_file)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "xapisim", "serve", "--state", self.state,
+                [sys.executable, "-m", "xsclab.xapisim", "serve", "--state", self.state,
                  "--seed", self.seed_file, "--url-file", self.url_file,
                  "--pidfile", self.pidfile, "--plugins-dir", self.plugins_dir,
                  "--port", str(self.port), *self.extra_args],

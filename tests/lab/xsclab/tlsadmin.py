@@ -8,7 +8,8 @@ key and CA from the ISO (xscontainer.iso), install them as the guest dockerd's T
 files and restart dockerd. `saved_tls` puts the lab's own files back afterwards
 (the session lab is shared by all tests).
 
-    .venv/bin/python tests/lab/tlsadmin.py apply xsc-vm1   # waits for the CD in the drive
+    PYTHONPATH=tests/lab:lib .venv/bin/python -m xsclab.tlsadmin apply xsc-vm1
+    # waits for the CD in the drive
 """
 
 import contextlib
@@ -23,12 +24,9 @@ import time
 import urllib.parse
 from typing import Any, Dict, Iterator, Optional
 
-import labctl
-from guest import keys
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "lib"))
 from xscontainer import iso
+
+from . import labctl, labkeys
 
 NULL_REF = "OpaqueRef:NULL"
 TEMP_VDI_NAME = "Temp Container Management Image"
@@ -125,7 +123,7 @@ def install_own(lab: labctl.Lab, vm: str, ca: bytes, cert: bytes, key: bytes) ->
 def reinstall_lab_certificates(lab: labctl.Lab, vm: str) -> None:
     """Go back to the lab's own CA and server certificate (another CA than prepare-vm's)."""
     tls_dir = os.path.join(lab.lab_dir, "keys", "tls")
-    cert, key = keys.server_cert(tls_dir, lab.vm(vm).ip)
+    cert, key = labkeys.server_cert(tls_dir, lab.vm(vm).ip)
     with open(os.path.join(tls_dir, "ca.pem"), "rb") as f_ca, open(cert, "rb") as f_cert, \
             open(key, "rb") as f_key:
         install_own(lab, vm, f_ca.read(), f_cert.read(), f_key.read())
@@ -156,7 +154,7 @@ def saved_tls(lab: labctl.Lab, vm: str) -> Iterator[None]:
 
 def main(argv: "list[str]") -> int:
     if len(argv) != 2 or argv[0] != "apply":
-        sys.stderr.write("usage: tlsadmin.py apply VM\n")
+        sys.stderr.write("usage: python -m xsclab.tlsadmin apply VM\n")
         return 2
     cd = apply_cd(labctl.Lab.load(), argv[1])
     print(json.dumps({"volume_id": cd["volume_id"], "paths": cd["paths"]}))

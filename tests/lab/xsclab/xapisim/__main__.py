@@ -1,4 +1,4 @@
-"""python3 -m xapisim serve ... | seed-example (run with PYTHONPATH=tests/lab)."""
+"""python3 -m xsclab.xapisim serve ... | seed-example (run with PYTHONPATH=tests/lab)."""
 
 import argparse
 import json
@@ -13,7 +13,7 @@ DEFAULT_PLUGIN_TIMEOUT = 600.0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m xapisim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -m xsclab.xapisim", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the simulator until SIGTERM/SIGINT")
     serve.add_argument("--state", required=True, help="state file (created from --seed)")

@@ -24,8 +24,7 @@ import xmlrpc.client
 from typing import Any, Set
 from xml.parsers.expat import ExpatError
 
-import labenv
-
+from .. import labenv
 from .api import Api, Call
 from .errors import ApiError
 from .schema import MAP, Field

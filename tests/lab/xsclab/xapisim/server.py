@@ -6,8 +6,7 @@ import signal
 import threading
 from typing import List, Optional
 
-import labenv
-
+from .. import labenv
 from . import core, generic, plugins, seed, storage, vm
 from .api import Api, Config
 from .store import Store

@@ -1,0 +1,1 @@
+"""Through the lab, exactly as a client would (needs root)."""

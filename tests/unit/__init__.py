@@ -1,0 +1,1 @@
+"""Pure logic, no lab, fast; the only suite that may use fakes."""
