@@ -1,5 +1,6 @@
 # xscontainer: `make demo` runs the main job on the embedded lab, `make test` runs every test.
 # Both install what they need (Debian packages, a pinned virtualenv); run them as root.
+# `make quick` (lint, types, 3.6 syntax, unit and simulator tests) runs as any user.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,8 +10,11 @@ PY := $(VENV)/bin/python
 PYTHON36 ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.6.*/bin/python3) $(shell command -v python3.6))
 VENV36 := .venv36
 RUNTIME_DIRS := lib plugins scripts
+# the suites that need neither root nor a lab; those that do (marked `lab`), in one lab session
+QUICK_TESTS := -m "not lab" tests/unit tests/xsclab
+LAB_TESTS := tests/integration tests/xsclab/test_lab.py
 
-.PHONY: all deps deps36 test test-unit test-lab lint types py36-syntax check demo lab-up lab-down clean
+.PHONY: all deps venv deps36 quick test test-unit lint types py36-syntax check demo lab-up lab-down clean
 .PHONY: test-source rpm iso install-root test-packaging test-installed test-py36
 
 # Packaging (xscontainer.spec, packaging/): version from the package, RPMs and ISO in dist/.
@@ -27,9 +31,19 @@ deps:
 	@tools/bootstrap apt
 	@tools/bootstrap venv $(VENV) $(PYTHON) requirements/dev.txt
 
+# the virtualenv alone: no root, no Debian packages
+venv:
+	@tools/bootstrap venv $(VENV) $(PYTHON) requirements/dev.txt
+
 deps36:
 	@test -n "$(PYTHON36)" || { echo "make: no Python 3.6 interpreter found (set PYTHON36=...)" >&2; exit 1; }
 	@tools/bootstrap venv $(VENV36) $(PYTHON36) requirements/py36-oldest.txt
+
+## quick: what to run while editing, as any user (no root, no apt, no lab; makes .venv):
+## lint, types, 3.6 syntax, then the unit and simulator tests
+quick: venv
+	$(MAKE) --no-print-directory check
+	$(PY) -m pytest $(QUICK_TESTS)
 
 ## test: every test (unit, simulator, integration on the lab), then lint, types and 3.6 syntax,
 ## the packaging tests, the integration suite on the installed RPM, and the Python 3.6 run
@@ -45,25 +59,23 @@ test: deps deps36
 	$(call header,"Python 3.6 with the oldest libraries")
 	$(MAKE) --no-print-directory test-py36
 
-# one pytest run per suite: the suites have test modules of the same name (test_prepare.py
-# in unit/ and integration/), which one pytest process cannot import side by side
+# the tests that need no lab, then those that do (the lab's own and the integration suite)
 test-source: deps
-	$(PY) -m pytest tests/unit
-	$(PY) -m pytest tests/sim
-	$(PY) -m pytest tests/integration
+	$(PY) -m pytest $(QUICK_TESTS)
+	$(PY) -m pytest $(LAB_TESTS)
 
-test-unit: deps
+test-unit: venv
 	$(PY) -m pytest tests/unit
 
 check: lint types py36-syntax
 
-lint:
+lint: venv
 	$(VENV)/bin/ruff check .
 
-types:
+types: venv
 	$(VENV)/bin/mypy
 
-py36-syntax:
+py36-syntax: venv
 	$(VENV)/bin/vermin -q -t=3.6- --no-tips --violations --eval-annotations $(RUNTIME_DIRS)
 
 ## rpm: dist/xscontainer-VERSION-1.noarch.rpm and dist/xscontainer-pylibs-VERSION-1.x86_64.rpm
@@ -88,17 +100,17 @@ install-root: rpm
 test-packaging: deps deps36
 	$(PY) -m pytest tests/packaging
 
-## test-installed: the integration suite with plugin, package and programs from the installed RPM
+## test-installed: the lab tests with plugin, package and programs from the installed RPM
 ## (built from HEAD, as CI's clean checkout: uncommitted changes are not in it)
 test-installed: install-root
-	XSC_LAB_INSTALL_ROOT=$(abspath $(INSTALL_ROOT)) $(PY) -m pytest tests/integration
+	XSC_LAB_INSTALL_ROOT=$(abspath $(INSTALL_ROOT)) $(PY) -m pytest $(LAB_TESTS)
 
-## test-py36: unit tests on .venv36 (Python 3.6, oldest libraries); the integration suite with
+## test-py36: unit tests on .venv36 (Python 3.6, oldest libraries); the lab tests with
 ## dom0 processes (plugin, monitor, prepare-vm) on .venv36's python3
 test-py36: deps deps36
 	@test -x $(VENV36)/bin/python3 || { echo "make: no python3 in $(VENV36)/bin" >&2; exit 1; }
 	$(VENV36)/bin/python -m pytest tests/unit
-	XSC_LAB_PYTHON_BIN=$(abspath $(VENV36)/bin) $(PY) -m pytest tests/integration
+	XSC_LAB_PYTHON_BIN=$(abspath $(VENV36)/bin) $(PY) -m pytest $(LAB_TESTS)
 
 ## demo: bring the lab up, run the main job against it, tear it down (KEEP=1 leaves it up)
 demo: deps
