@@ -14,9 +14,10 @@ A connection ends when the event stream ends or fails, a probe or refresh
 fails, the VM's connection settings change, or monitoring stops; the worker
 then closes the client (which unblocks the reader) and, unless stopping,
 reconnects: at once after a settings change, else after a capped exponential
-backoff. A failure that lasts `grace` seconds posts one XAPI message on the VM
-(body: the diagnosis) and removes the VM's docker data, which can no longer be
-vouched for; recovery republishes and destroys the message.
+backoff. The failure episode (episode.py) says when: a failure that lasts
+`grace` seconds posts one XAPI message on the VM (body: the diagnosis) and
+removes the VM's docker data, which can no longer be vouched for; recovery
+republishes and destroys the message.
 """
 
 import logging
@@ -30,6 +31,7 @@ from xscontainer.docker_api import DockerClient
 from xscontainer.guest import Guest
 from xscontainer.monitor import events, rules
 from xscontainer.monitor.coalesce import Backoff, Coalescer
+from xscontainer.monitor.episode import FailureEpisode
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.publisher import Publisher
 from xscontainer.xapi import Xapi
@@ -47,9 +49,6 @@ INFO_MAX_DELAY = 5.0
 # effect are caught by one more refresh this long after connecting.
 CATCH_UP = 2.0
 JOIN_TIMEOUT = 2.0
-# A connection that stays up this long (or `grace`, if shorter) ends a failure
-# episode: the message goes, the backoff restarts from its first delay.
-STABLE = 10.0
 
 Connect = Callable[[Guest], DockerClient]
 
@@ -86,12 +85,9 @@ class VMWorker:
         self._coalescer = Coalescer(settings.quiet, settings.max_delay)  # docker_ps
         self._info_coalescer = Coalescer(max(settings.quiet, INFO_QUIET),
                                          max(settings.max_delay, INFO_MAX_DELAY))
-        self._backoff = Backoff(settings.backoff_first, settings.backoff_cap)
+        self._episode = FailureEpisode(settings.grace,
+                                       Backoff(settings.backoff_first, settings.backoff_cap))
         self._settings_key: Tuple[Tuple[str, str], ...] = rules.connection_settings(record)
-        self._failing_since: Optional[float] = None
-        self._failure_posted = False
-        self._message_checked = False
-        self._healthy_since: Optional[float] = None
         self._info_fingerprint: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
         self._last_event_at = 0.0
@@ -172,10 +168,10 @@ class VMWorker:
         xapi_writes = self.publisher.writes_for(self.ref)
         with self._cond:
             state = "connected" if self._healthy else (
-                "failing" if self._failing_since is not None else "connecting")
+                "failing" if self._episode.failing else "connecting")
             result = dict(self.stats)
             result.update(state=state, name=self.name, alive=self.is_alive(),
-                          failure_posted=self._failure_posted,
+                          failure_posted=self._episode.posted,
                           xapi_writes=xapi_writes)
         return result
 
@@ -201,9 +197,10 @@ class VMWorker:
                 if self._stopping:
                     break
                 if self._reconnect:
-                    self._backoff.reset()
+                    self._episode.restart_backoff()
                     continue
-            self._wait_before_retry(self._backoff.next_delay())
+                delay = self._episode.next_delay()
+            self._wait_before_retry(delay)
         log.info("stopped monitoring %s", self.where)
 
     def _connection(self) -> None:
@@ -240,7 +237,7 @@ class VMWorker:
             with self._cond:
                 self._client = None
                 self._healthy = False
-                self._healthy_since = None
+                self._episode.disconnected()
             _close_quietly(client)
             if started:
                 reader.join(JOIN_TIMEOUT)
@@ -279,7 +276,7 @@ class VMWorker:
                     last_traffic = max(last_traffic, self._last_event_at)
                     wake = min(next_resync, last_traffic + self.settings.probe)
                     for timer in (self._coalescer.due_at(), self._info_coalescer.due_at(),
-                                  catch_up, self._stable_at()):
+                                  catch_up, self._episode.stable_at()):
                         if timer is not None:
                             wake = min(wake, timer)
                     if now >= wake:
@@ -345,41 +342,21 @@ class VMWorker:
     # -- health ------------------------------------------------------------------------------
 
     def _became_healthy(self) -> None:
-        """Connected and published. The failure episode ends once the connection
-        has stayed up for `_stable` seconds (_check_stable): a guest whose Docker
-        keeps crashing right after each connect still gets its message, and backs off."""
+        """Connected and published. The failure episode ends only once the
+        connection has stayed up a while (_check_stable)."""
         with self._cond:
             self._healthy = True
-            self._healthy_since = self._clock()
+            self._episode.connected(self._clock())
             self.stats["last_error"] = ""
-
-    @property
-    def _stable(self) -> float:
-        return min(STABLE, self.settings.grace)
-
-    def _stable_at(self) -> Optional[float]:
-        """When the current connection counts as recovered (None: nothing to do)."""
-        if self._healthy_since is None:
-            return None
-        if self._failing_since is None and self._message_checked:
-            return None
-        return self._healthy_since + self._stable
 
     def _check_stable(self, now: float) -> None:
         with self._cond:
-            due = self._stable_at()
-            if due is None or now < due:
-                return
-            recovered = self._failing_since is not None
-            posted = self._failure_posted
-            self._failing_since = None
-            self._failure_posted = False
-            check = posted or not self._message_checked
-            self._message_checked = True
-        self._backoff.reset()
-        if recovered:
+            stable = self._episode.take_stable(now)
+        if stable is None:
+            return
+        if stable.recovered:
             log.info("monitoring %s works again", self.where)
-        if check:
+        if stable.clear:
             self.publisher.clear_failure(self.ref)
 
     def _failed(self, exc: BaseException) -> None:
@@ -387,8 +364,7 @@ class VMWorker:
         with self._cond:
             # Without XAPI the VM cannot be judged (nor a message posted): such
             # failures are retried but do not start the grace period.
-            if self._failing_since is None and not isinstance(exc, errors.XAPIError):
-                self._failing_since = now
+            self._episode.failed(now, judged=not isinstance(exc, errors.XAPIError))
             self.stats["failures"] += 1
             self.stats["last_error"] = _describe(exc)
         if isinstance(exc, errors.XSContainerError):
@@ -404,23 +380,18 @@ class VMWorker:
                 if self._stopping or self._reconnect:
                     return
                 now = self._clock()
-                post_at = None
-                if self._failing_since is not None and not self._failure_posted:
-                    post_at = self._failing_since + self.settings.grace
-                if post_at is not None and now >= post_at:
-                    pass  # post below, outside the lock
-                elif now >= deadline:
-                    return
-                else:
+                if not self._episode.take_post(now):
+                    if now >= deadline:
+                        return
+                    post_at = self._episode.post_at()
                     wake = deadline if post_at is None else min(deadline, post_at)
                     self._cond.wait(wake - now)
                     continue
-            self._post_failure()
+            self._post_failure()  # outside the lock: diagnosing takes a while
 
     def _post_failure(self) -> None:
         with self._cond:
             record = dict(self._record)
-            self._failure_posted = True
         try:
             body = diagnose(Guest(self.xapi, self.uuid, self.ref, record)).text()
         except Exception as exc:  # the message must still go out
