@@ -3,20 +3,24 @@
 Used by the plugin's `diagnose` function, by xscontainer-prepare-vm and by the
 monitor (the body of its XSCONTAINER_MONITOR_FAILED message). It changes
 nothing: a host key that is not pinned yet is reported, not pinned.
+
+The report, and the Chain the checks record their steps through, are in
+diagnose_report.py. The checks of TLS guests are in diagnose_tls.py, imported
+only for them: it brings certs.py and cryptography's x509, which SSH guests
+never use.
 """
 
 import logging
 import shlex
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Dict, List, Optional
 
 from xscontainer import docker_api, errors, poolkey, transport, xapi_keys
+from xscontainer.diagnose_report import Chain, Report
 from xscontainer.guest import Guest
 from xscontainer.transport import SSH_PORT, Timeouts
 from xscontainer.transport import ssh as ssh_transport
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 _PROBE = (
     "s={sock}; "
@@ -26,82 +30,6 @@ _PROBE = (
     "for t in docker socat ncat; do command -v $t >/dev/null 2>&1 && echo tool=$t; done; "
     "true"
 ).format(sock=shlex.quote(ssh_transport.DOCKER_SOCKET))
-
-
-class Step:
-    def __init__(self, title: str, ok: Optional[bool], detail: str = "",
-                 warning: bool = False) -> None:
-        self.title = title
-        self.ok = ok  # None: not checked because an earlier step failed
-        self.detail = detail
-        self.warning = warning  # passed, but needs attention soon (e.g. a certificate expires)
-
-    def line(self) -> str:
-        mark = "WARN" if self.ok and self.warning else {True: " OK ", False: "FAIL",
-                                                        None: "SKIP"}[self.ok]
-        text = "  [%s] %s" % (mark, self.title)
-        if self.detail:
-            text += ": " + self.detail
-        return text
-
-
-class Report:
-    def __init__(self, where: str) -> None:
-        self.where = where
-        self.steps: List[Step] = []
-
-    @property
-    def ok(self) -> bool:
-        return all(step.ok for step in self.steps)
-
-    @property
-    def failure(self) -> Optional[Step]:
-        for step in self.steps:
-            if step.ok is False:
-                return step
-        return None
-
-    def text(self) -> str:
-        lines = ["Container management diagnosis for %s" % self.where]
-        lines.extend(step.line() for step in self.steps)
-        failure = self.failure
-        if failure is None:
-            lines.append("Result: container management works for this VM.")
-        else:
-            lines.append("Result: container management cannot work until this is fixed: %s."
-                         % failure.title)
-        return "\n".join(lines)
-
-
-class _Chain:
-    """Runs checks in order; after the first failure the rest are skipped."""
-
-    def __init__(self, report: Report) -> None:
-        self.report = report
-        self.broken = False
-
-    def check(self, title: str, run: Callable[[], T],
-              describe: Callable[[T], str] = lambda _: "") -> Optional[T]:
-        if self.broken:
-            self.report.steps.append(Step(title, None))
-            return None
-        try:
-            value = run()
-        except errors.XSContainerError as exc:
-            self.broken = True
-            self.report.steps.append(Step(title, False, exc.message))
-            return None
-        self.report.steps.append(Step(title, True, describe(value)))
-        return value
-
-    def fail(self, title: str, detail: str) -> None:
-        self.broken = True
-        self.report.steps.append(Step(title, False, detail))
-
-    def skip_rest(self, planned: List[str]) -> None:
-        """List the planned checks that an earlier failure kept from running."""
-        done = {step.title for step in self.report.steps}
-        self.report.steps.extend(Step(title, None) for title in planned if title not in done)
 
 
 def _ssh_plan(user: str) -> List[str]:
@@ -121,7 +49,7 @@ def _ssh_plan(user: str) -> List[str]:
 def diagnose(guest: Guest, timeouts: Optional[Timeouts] = None) -> Report:
     timeouts = timeouts or Timeouts()
     report = Report(guest.where)
-    chain = _Chain(report)
+    chain = Chain(report)
     try:
         _diagnose(guest, chain, timeouts)
     finally:
@@ -134,7 +62,7 @@ def diagnose(guest: Guest, timeouts: Optional[Timeouts] = None) -> Report:
     return report
 
 
-def _diagnose(guest: Guest, chain: _Chain, timeouts: Timeouts) -> None:
+def _diagnose(guest: Guest, chain: Chain, timeouts: Timeouts) -> None:
     chain.check("the VM is running", guest.require_running)
     mode = chain.check("its container management mode is known", lambda: guest.mode, str)
     if mode == "tls":
@@ -161,7 +89,7 @@ def _diagnose(guest: Guest, chain: _Chain, timeouts: Timeouts) -> None:
         session.close()
 
 
-def _ssh_checks(chain: _Chain, guest: Guest, sock: object, address: str,
+def _ssh_checks(chain: Chain, guest: Guest, sock: object, address: str,
                 timeouts: Timeouts) -> Optional[ssh_transport.SSHSession]:
     pinned = guest.other_config.get(xapi_keys.SSH_HOST_KEY, "").strip() or None
     try:
@@ -185,7 +113,7 @@ def _ssh_checks(chain: _Chain, guest: Guest, sock: object, address: str,
     return session
 
 
-def _docker_checks(chain: _Chain, guest: Guest, session: ssh_transport.SSHSession,
+def _docker_checks(chain: Chain, guest: Guest, session: ssh_transport.SSHSession,
                    timeouts: Timeouts) -> None:
     def probe() -> Dict[str, List[str]]:
         out = session.run(_PROBE, timeout=timeouts.request)[1]

@@ -13,11 +13,12 @@ the new client certificate.
 import datetime
 import socket
 import ssl
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 from cryptography import x509
 
 from xscontainer import certs, docker_api, errors, transport
+from xscontainer.diagnose_report import Chain
 from xscontainer.guest import Guest
 from xscontainer.transport import TLS_PORT, Timeouts, tlscontext, tlsfailures
 from xscontainer.transport import tls as tls_transport
@@ -89,12 +90,10 @@ def ping(tls_sock: ssl.SSLSocket, address: str, timeout: float, vm_uuid: str,
     return status
 
 
-def checks(chain: Any, guest: Guest, timeouts: Timeouts) -> None:
-    """Append the TLS steps to a diagnose chain (diagnose._Chain)."""
-    loaded = chain.check(STORED, lambda: _load(guest), lambda loaded: loaded[2])
-    if loaded is not None:
-        context = loaded[0]
-        chain.report.steps[-1].warning = loaded[1]
+def checks(chain: Chain, guest: Guest, timeouts: Timeouts) -> None:
+    """Run the TLS steps (PLAN) through a diagnose chain."""
+    loaded = chain.check(STORED, lambda: _load(guest), lambda loaded: loaded[2],
+                         warning=lambda loaded: loaded[1])
     addresses = chain.check(ADDRESS, guest.addresses, ", ".join)
     connected = chain.check(
         PORT_OPEN,
@@ -103,6 +102,7 @@ def checks(chain: Any, guest: Guest, timeouts: Timeouts) -> None:
     )
     if loaded is None or connected is None:
         return
+    context = loaded[0]
     sock, address = connected
     tls_sock = chain.check(
         HANDSHAKE,
@@ -124,15 +124,13 @@ def checks(chain: Any, guest: Guest, timeouts: Timeouts) -> None:
     elif server_cert is None:
         chain.fail(SERVER_DATES, "the server sent no certificate")
     else:
-        dates = chain.check(SERVER_DATES,
-                            lambda: _dates(server_cert, "the server certificate", guest.uuid),
-                            lambda d: d[1])
-        if dates is not None and dates[0]:
-            chain.report.steps[-1].warning = True
+        chain.check(SERVER_DATES,
+                    lambda: _dates(server_cert, "the server certificate", guest.uuid),
+                    lambda d: d[1], warning=lambda d: d[0])
     chain.check(API, lambda: _api(guest, address, context, timeouts), _describe_api)
 
 
-def _load(guest: Guest) -> Tuple[Any, bool, str]:
+def _load(guest: Guest) -> Tuple[ssl.SSLContext, bool, str]:
     """(SSL context, client certificate needs attention, its dates)."""
     material = guest.tls_material()
     context = tlscontext.make_context(material, guest.uuid)
@@ -146,7 +144,8 @@ def _load(guest: Guest) -> Tuple[Any, bool, str]:
     return context, warn, text
 
 
-def _api(guest: Guest, address: str, context: Any, timeouts: Timeouts) -> docker_api.DockerClient:
+def _api(guest: Guest, address: str, context: ssl.SSLContext,
+         timeouts: Timeouts) -> docker_api.DockerClient:
     adapter = tls_transport.TLSAdapter(address, context, guest.uuid, guest.where,
                                        timeouts.request, connect_timeout=timeouts.connect,
                                        handshake_timeout=timeouts.handshake)

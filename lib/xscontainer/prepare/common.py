@@ -6,6 +6,7 @@ from typing import Optional
 
 from xscontainer import diagnose as diagnose_mod
 from xscontainer import xapi_keys
+from xscontainer.diagnose_report import Report
 from xscontainer.guest import Guest
 from xscontainer.prepare.console import Console
 from xscontainer.transport import Timeouts
@@ -53,7 +54,7 @@ def ensure(xapi: Xapi, vm_ref: str, key: str, value: str) -> bool:
     return True
 
 
-def verify(console: Console, guest: Guest) -> diagnose_mod.Report:
+def verify(console: Console, guest: Guest) -> Report:
     """Walk the chain to Docker as the plugin and the monitor will; print the report."""
     console.say("Checking that container management works for the VM:")
     report = diagnose_mod.diagnose(guest, TIMEOUTS)
