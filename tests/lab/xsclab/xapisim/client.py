@@ -32,8 +32,9 @@ class UnixTransport(xmlrpc.client.Transport):
         self.socket_timeout = timeout
 
     def make_connection(self, host: Any) -> http.client.HTTPConnection:
-        if self._connection and host == self._connection[0]:
-            return self._connection[1]
+        cached = self._connection
+        if cached[1] is not None and host == cached[0]:
+            return cached[1]
         connection = UnixConnection(self.socket_path, self.socket_timeout)
         self._connection = host, connection
         return connection

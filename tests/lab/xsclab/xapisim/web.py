@@ -37,9 +37,9 @@ class Listener(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     over_unix_socket = False
 
-    def __init__(self, address: object, api: Api) -> None:
+    def __init__(self, address: Tuple[str, int], api: Api) -> None:
         self.api = api
-        super().__init__(address, Handler)
+        super().__init__(address, TcpHandler)
 
 
 class UnixListener(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -56,12 +56,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "xapi-simulator"
     sys_version = ""
-
-    def setup(self) -> None:
-        # TCP_NODELAY is not supported on AF_UNIX; on TCP it avoids Nagle delays
-        # between the header and body writes of a response.
-        self.disable_nagle_algorithm = not self.over_unix_socket
-        super().setup()
+    _unread: int  # bytes of the request body not read yet
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.command, format % args)
@@ -249,3 +244,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         with open(path, "rb") as f:
             shutil.copyfileobj(f, self.wfile, CHUNK)
+
+
+class TcpHandler(Handler):
+    # TCP_NODELAY (AF_UNIX has no such option): no Nagle delay between the header
+    # and body writes of a response
+    disable_nagle_algorithm = True
