@@ -77,3 +77,7 @@ def test_a_reply_over_the_bound_is_refused_not_buffered(server):
 def test_streamed_replies_are_left_to_the_caller(server):
     reply = session(1000).get(server + "/json/5000", stream=True, timeout=10)
     assert len(reply.raw.read()) > 5000
+
+
+def test_only_transports_over_ssh_name_a_host_key():
+    assert BoundedAdapter().server_key_b64 is None
