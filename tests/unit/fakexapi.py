@@ -185,8 +185,9 @@ class FakeXapiServer:
 
     # -- the database, for tests ------------------------------------------------------
 
-    def add(self, xapi_class: str, **fields: Any) -> str:
-        """A new object (no call made); unknown fields are a test's mistake."""
+    def add(self, xapi_class: str, ref: Optional[str] = None, **fields: Any) -> str:
+        """A new object (no call made), its ref `ref` if given; unknown fields are a
+        test's mistake."""
         cls = xapi_class  # not a parameter name: messages have a field `cls`
         n = next(self._n)
         record = copy.deepcopy(SCHEMA[cls])
@@ -198,8 +199,10 @@ class FakeXapiServer:
             if name not in record:
                 raise TypeError("%s has no field %s" % (cls, name))
             record[name] = str(value) if name in INT_FIELDS else value
-        ref = "OpaqueRef:%s-%d" % (cls, n)
+        ref = ref or "OpaqueRef:%s-%d" % (cls, n)
         with self.lock:
+            if ref in self.objects[cls]:
+                raise ValueError("%s %s exists already" % (cls, ref))
             self.objects[cls][ref] = record
         return ref
 
