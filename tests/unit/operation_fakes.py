@@ -1,12 +1,16 @@
-"""A stand-in for a connected DockerClient (docker_api.py), shared by the unit
-tests of the operations and of the paths that run them."""
+"""A stand-in for a connected DockerClient (docker_api.py) and for the monitor's
+workers, shared by the unit tests of the operations and of the paths that run them;
+XAPI is fakexapi's."""
 
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from xscontainer import containers, errors, xmlenc
+from xscontainer.guest import Guest
 from xscontainer.monitor.control import Dispatcher
+
+from .fakexapi import FakeXapiServer
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 WHERE = "VM web (u-1)"
@@ -84,58 +88,38 @@ class FakeDocker:
         self.close()
 
 
-# -- the direct path: containers.docker_backed with a fake Guest ---------------------------
+# -- the direct path: containers.docker_backed on the real Guest and Xapi -----------------
 
 
-class FakeXapi:
-    """VM other-config as XAPI holds it, with a record of single-key writes."""
-
-    def __init__(self, other_config: Dict[str, str]) -> None:
-        self.config = dict(other_config)
-        self.writes: List[Tuple[str, str, str]] = []
-
-    def vm_other_config(self, ref: str) -> Dict[str, str]:
-        return dict(self.config)
-
-    def set_vm_other_config(self, ref: str, key: str, value: str) -> None:
-        self.writes.append((ref, key, value))
-        self.config[key] = value
+VM_UUID = "u-1"
 
 
-class FakeGuest:
-    """What containers.py uses of a Guest; `docker()` hands out `engine`."""
+def guest_vm(other_config: Dict[str, str]) -> Tuple[FakeXapiServer, str]:
+    """A fake XAPI holding one running VM, web (VM_UUID), with this other-config;
+    returns the server and the VM's ref."""
+    server = FakeXapiServer()
+    host = server.add("host")
+    vm = server.add("VM", uuid=VM_UUID, name_label="web", power_state="Running",
+                    resident_on=host, other_config=dict(other_config))
+    return server, vm
+
+
+class EngineGuest(Guest):
+    """The real Guest, except that docker() hands out `engine` instead of connecting."""
 
     engine: Optional[FakeDocker] = None
-    loads: List[str] = []
 
-    def __init__(self, xapi: FakeXapi, uuid: str, power: str) -> None:
-        self.xapi = xapi
-        self.uuid = uuid
-        self.ref = "OpaqueRef:vm"
-        self.power = power
-
-    @classmethod
-    def load(cls, xapi: FakeXapi, uuid: str) -> "FakeGuest":
-        cls.loads.append(uuid)
-        return cls(xapi, uuid, "Running")
-
-    @property
-    def other_config(self) -> Dict[str, str]:
-        return dict(self.xapi.config)
-
-    def require_running(self) -> None:
-        if self.power != "Running":
-            raise errors.VMNotRunning("VM %s is %s." % (self.uuid, self.power), self.uuid)
-
-    def docker(self) -> FakeDocker:
+    def docker(self, timeouts: Any = None) -> Any:
         assert self.engine is not None
         return self.engine
 
 
-def direct_path(monkeypatch: Any, engine: FakeDocker, xapi: FakeXapi) -> Any:
-    """containers.docker_backed(name, xapi, args) with guests reaching `engine`."""
-    guest_cls = type("Guest", (FakeGuest,), {"engine": engine, "loads": []})
+def direct_path(monkeypatch: Any, engine: FakeDocker, server: FakeXapiServer) -> Any:
+    """containers.docker_backed(name, xapi, args) with guests reaching `engine`, on a
+    real Xapi over `server`."""
+    guest_cls = type("Guest", (EngineGuest,), {"engine": engine})
     monkeypatch.setattr(containers, "Guest", guest_cls)
+    xapi = server.xapi()
     return lambda name, args: containers.docker_backed(name, xapi, args)
 
 

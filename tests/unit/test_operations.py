@@ -9,17 +9,17 @@ import sys
 
 import pytest
 
-from xscontainer import containers, errors, xmlenc
+from xscontainer import errors, xmlenc
 from xscontainer.operations import implementation, table
 
 from .operation_fakes import (
     FakeDocker,
     FakePublisher,
     FakeWorker,
-    FakeXapi,
     data,
     direct_path,
     dispatcher,
+    guest_vm,
 )
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -139,34 +139,37 @@ def test_a_failed_lifecycle_operation_publishes_nothing():
 
 def test_direct_refuses_a_bad_reference_before_looking_the_vm_up(monkeypatch):
     docker = FakeDocker()
-    run = direct_path(monkeypatch, docker, FakeXapi({}))
+    server, _vm = guest_vm({})
+    run = direct_path(monkeypatch, docker, server)
     for name in table.OPERATIONS:
         key = table.OPERATIONS[name].target
         with pytest.raises(errors.InvalidArgument):
             run(name, {"vmuuid": "u-1", key: "../x"})
-    assert containers.Guest.loads == [] and docker.calls == []
+    assert server.calls == [] and docker.calls == []
 
 
 def test_direct_lifecycle_writes_docker_ps_only_when_the_vm_has_it(monkeypatch):
     docker = FakeDocker(web="running")
-    xapi = FakeXapi({"xscontainer-monitor": "True"})
-    run = direct_path(monkeypatch, docker, xapi)
+    server, vm = guest_vm({"xscontainer-monitor": "True"})
+    run = direct_path(monkeypatch, docker, server)
     assert run("pause", {"vmuuid": "u-1", "container": "web"}) == ""
-    assert xapi.writes == [] and ("ps",) not in docker.calls and docker.closed
+    assert server.writes() == [] and ("ps",) not in docker.calls and docker.closed
 
-    xapi.config["docker_ps"] = "<old/>"
+    server.record("VM", vm)["other_config"]["docker_ps"] = "<old/>"
     assert run("unpause", {"vmuuid": "u-1", "container": "web"}) == ""
-    assert xapi.writes == [("OpaqueRef:vm", "docker_ps", xmlenc.docker_ps(docker.ps()))]
+    xml = xmlenc.docker_ps(docker.ps())
+    assert server.other_config_edits("VM", vm) == [("remove", "docker_ps"),
+                                                   ("add", "docker_ps", xml)]
     assert run("start", {"vmuuid": "u-1", "container": "web"}) == ""  # already running
-    assert len(xapi.writes) == 1  # the same list: no write
+    assert len(server.writes()) == 2  # the same list: no further write
 
 
 def test_direct_reads_publish_nothing(monkeypatch):
     docker = FakeDocker(web="running")
-    xapi = FakeXapi({"docker_ps": "<old/>"})
-    run = direct_path(monkeypatch, docker, xapi)
+    server, _vm = guest_vm({"docker_ps": "<old/>"})
+    run = direct_path(monkeypatch, docker, server)
     assert "<docker_top>" in run("get_top", {"vmuuid": "u-1", "object": "web"})
-    assert xapi.writes == [] and docker.calls == [("top", "web")]
+    assert server.writes() == [] and docker.calls == [("top", "web")]
 
 
 # -- both paths, one answer ----------------------------------------------------------------
@@ -192,8 +195,8 @@ def test_the_direct_path_and_the_monitor_answer_alike(monkeypatch):
     """The same engine behind each path: the same payloads, the same errors, the
     same Docker requests, the same docker_ps published after each operation."""
     direct_engine = FakeDocker(web="running")
-    xapi = FakeXapi({"docker_ps": "<old/>"})
-    run_direct = direct_path(monkeypatch, direct_engine, xapi)
+    server, vm = guest_vm({"docker_ps": "<old/>"})
+    run_direct = direct_path(monkeypatch, direct_engine, server)
 
     def direct(name, args):
         try:
@@ -219,4 +222,5 @@ def test_the_direct_path_and_the_monitor_answer_alike(monkeypatch):
     # paths (the direct path skips a write that would change nothing)
     assert direct_engine.calls.count(("ps",)) == warm_engine.calls.count(("ps",)) == 5
     assert len(publisher.waited) == 5
-    assert xapi.config["docker_ps"] == publisher.values[("OpaqueRef:u-1", "docker_ps")]
+    assert server.record("VM", vm)["other_config"]["docker_ps"] == \
+        publisher.values[("OpaqueRef:u-1", "docker_ps")]
