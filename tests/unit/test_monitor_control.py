@@ -16,6 +16,7 @@ from xscontainer.monitor import client, protocol
 from xscontainer.monitor.control import ControlServer
 from xscontainer.operations import table
 
+from .fakexapi import FakeXapiServer
 from .operation_fakes import FakeDocker, FakePublisher, FakeWorker, dispatcher
 
 
@@ -145,18 +146,11 @@ def test_the_plugin_side_imports_neither_docker_nor_paramiko():
     assert result.returncode == 0, result.stdout
 
 
-class FakeXapi:
-    def __init__(self, power="Running"):
-        self.power = power
-
-    def vm_by_uuid(self, uuid):
-        if uuid != "u":
-            raise errors.VMNotFound("There is no VM with uuid %s." % uuid, uuid)
-        return "OpaqueRef:vm"
-
-    def call(self, method, *args):
-        assert method == "VM.get_power_state"
-        return self.power
+def vm_xapi(power="Running"):
+    """A real Xapi over a fake XAPI that holds one VM, uuid u, in this power state."""
+    server = FakeXapiServer()
+    server.add("VM", uuid="u", power_state=power)
+    return server.xapi()
 
 
 def test_call_passes_values_and_errors_through(run_dir, serve):
@@ -166,7 +160,7 @@ def test_call_passes_values_and_errors_through(run_dir, serve):
                "get_top": {"error": description},
                "pause": {"unavailable": "not monitored"}}
     serve(lambda req: answers[req["fn"]])
-    xapi = FakeXapi()
+    xapi = vm_xapi()
     assert client.call(xapi, "get_inspect", {"vmuuid": "u", "object": "web"}) == \
         "<docker_inspect/>"
     with pytest.raises(errors.NoSuchContainer) as exc:
@@ -178,7 +172,7 @@ def test_call_passes_values_and_errors_through(run_dir, serve):
 def test_call_sends_the_operations_request_only(run_dir, serve):
     seen = []
     serve(lambda req: seen.append(req) or {"value": ""})
-    xapi = FakeXapi()
+    xapi = vm_xapi()
     client.call(xapi, "stop", {"vmuuid": "u", "container": "web", "object": "x", "more": "y"})
     client.call(xapi, "get_top", {"vmuuid": "u", "object": "web", "container": "x"})
     assert seen == [{"fn": "stop", "vmuuid": "u", "container": "web"},
@@ -191,19 +185,19 @@ def test_call_refuses_a_bad_reference_without_asking(run_dir, serve):
     serve(lambda req: seen.append(req) or {"value": ""})
     for fn, key in (("get_inspect", "object"), ("pause", "container")):
         with pytest.raises(errors.InvalidArgument):
-            client.call(FakeXapi(), fn, {"vmuuid": "u", key: "a/../b"})
+            client.call(vm_xapi(), fn, {"vmuuid": "u", key: "a/../b"})
     assert seen == []
     with pytest.raises(errors.VMNotFound):  # the VM is looked up first, as before
-        client.call(FakeXapi(), "get_inspect", {"vmuuid": "nope", "object": "a/../b"})
+        client.call(vm_xapi(), "get_inspect", {"vmuuid": "nope", "object": "a/../b"})
     with pytest.raises(errors.InvalidArgument):
-        client.call(FakeXapi(), "rm", {"vmuuid": "u", "container": "web"})
+        client.call(vm_xapi(), "rm", {"vmuuid": "u", "container": "web"})
 
 
 def test_call_falls_back_without_a_monitor_or_a_running_vm(run_dir):
-    assert client.call(FakeXapi(), "get_inspect", {"vmuuid": "u", "object": "w"}) is None
-    assert client.call(FakeXapi("Halted"), "start", {"vmuuid": "u", "container": "w"}) is None
+    assert client.call(vm_xapi(), "get_inspect", {"vmuuid": "u", "object": "w"}) is None
+    assert client.call(vm_xapi("Halted"), "start", {"vmuuid": "u", "container": "w"}) is None
     with pytest.raises(errors.VMNotFound):
-        client.call(FakeXapi(), "get_inspect", {"vmuuid": "nope", "object": "w"})
+        client.call(vm_xapi(), "get_inspect", {"vmuuid": "nope", "object": "w"})
 
 
 def test_a_lifecycle_call_without_answer_is_not_repeated(run_dir, serve, monkeypatch):
@@ -211,8 +205,8 @@ def test_a_lifecycle_call_without_answer_is_not_repeated(run_dir, serve, monkeyp
     serve(lambda req: (hang.wait(5), {"value": ""})[1])
     monkeypatch.setattr(client, "request", functools.partial(client.request, timeout=0.2))
     with pytest.raises(errors.Timeout):  # the monitor may have stopped it: no second stop
-        client.call(FakeXapi(), "stop", {"vmuuid": "u", "container": "w"})
-    assert client.call(FakeXapi(), "get_top", {"vmuuid": "u", "object": "w"}) is None  # read
+        client.call(vm_xapi(), "stop", {"vmuuid": "u", "container": "w"})
+    assert client.call(vm_xapi(), "get_top", {"vmuuid": "u", "object": "w"}) is None  # read
     hang.set()
 
 
