@@ -8,6 +8,8 @@ from xscontainer.monitor import secrets
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.pool import Supervisor
 
+from .fakexapi import FakeXapiServer
+
 HERE, THERE = "OpaqueRef:host-here", "OpaqueRef:host-there"
 
 
@@ -132,21 +134,14 @@ def test_tls_secrets_are_cleaned_up_by_the_master_only(sup):
 
 
 def test_the_cleanup_keeps_secrets_still_referenced():
-    class X:
-        def __init__(self):
-            self.destroyed = []
-
-        def call(self, method):
-            assert method == "VM.get_all_records"
-            return {"OpaqueRef:snap": vm("s", is_a_snapshot=True,
-                                         other_config={"xscontainer-tls-ca-cert": "s1"})}
-
-        def destroy_secret(self, uuid):
-            self.destroyed.append(uuid)
-
-    x = X()
-    secrets.cleanup_job("OpaqueRef:gone", ["s1", "s2"])(x)  # type: ignore[arg-type]
-    assert x.destroyed == ["s2"]
+    server = FakeXapiServer()
+    server.add("VM", uuid="s", is_a_snapshot=True,
+               other_config={"xscontainer-tls-ca-cert": "s1"})
+    for uuid in ("s1", "s2"):
+        server.add("secret", uuid=uuid, value="PEM " + uuid)
+    secrets.cleanup_job("OpaqueRef:gone", ["s1", "s2"])(server.xapi())
+    assert [r["uuid"] for r in server.records("secret").values()] == ["s1"]
+    assert server.count("secret.destroy") == 1
 
 
 def test_master_learns_about_a_new_master(sup):
