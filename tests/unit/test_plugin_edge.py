@@ -1,15 +1,16 @@
 """The plugin's edge: what xapi sees on stdout, argument checks, error mapping.
 
 Runs plugins/xscontainer as xapi does (one argv element, stdout parsed) where no
-XAPI is needed, and the handler wrapper in-process with a fake XAPI for the
-forwarding rules (the lab's integration tests cover the real thing).
+XAPI is needed, and the handler wrapper in-process with the in-memory XAPI
+(fakexapi.py) on the local socket for the forwarding rules (the lab's integration
+tests cover the real thing).
 """
 
 import os
 import subprocess
 import sys
 import xmlrpc.client
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import XenAPI
@@ -17,6 +18,8 @@ import XenAPIPlugin
 
 from xscontainer import errors, plugin, xapi_keys
 from xscontainer.operations import table
+
+from .fakexapi import FakeXapiServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PLUGIN = os.path.join(REPO, "plugins", "xscontainer")
@@ -65,78 +68,89 @@ def test_unreachable_xapi_is_a_clear_xapi_error(tmp_path):
     assert "OpaqueRef:11111111" not in log  # the session ref is a credential
 
 
-class FakeXapi:
-    """Just enough XAPI for the edge: VM residency and host.call_plugin."""
+class Pool:
+    """Two hosts; this one (the inventory names it) is host1. XAPI is fakexapi's on
+    the local socket, where the plugin's Xapi.from_session_ref connects."""
 
-    def __init__(self, resident: str, this_host: str, remote: Any) -> None:
-        self.resident = resident
-        self._this = this_host
-        self.remote = remote
-        self.forwarded: List[Tuple[str, str, str, Dict[str, str]]] = []
-        self.api = self
-        self.host = self
+    def __init__(self, server: FakeXapiServer) -> None:
+        self.server = server
+        self.host1 = server.add("host", name_label="host1")
+        self.host2 = server.add("host", name_label="host2")
+        server.add("pool", master=self.host1)
 
-    def __enter__(self) -> "FakeXapi":
-        return self
+    def vm_on(self, host: str) -> str:
+        """VM u, running on `host`."""
+        return self.server.add("VM", uuid="u", power_state="Running", resident_on=host)
 
-    def __exit__(self, *exc: Any) -> None:
-        pass
+    def caller(self) -> "Caller":
+        return Caller(self.server.login())
 
-    def call(self, method: str, *args: Any) -> str:
-        if method == "host.call_plugin":
-            return self.call_plugin(*args)
-        return {"VM.get_by_uuid": "OpaqueRef:vm", "VM.get_resident_on": self.resident}[method]
-
-    def this_host(self) -> str:
-        return self._this
-
-    def call_plugin(self, host: str, name: str, fn: str, args: Dict[str, str]) -> str:
-        self.forwarded.append((host, name, fn, args))
-        if isinstance(self.remote, Exception):
-            raise self.remote
-        return str(self.remote)
+    def forwarded(self) -> List[Tuple[Any, ...]]:
+        return [c.args for c in self.server.calls if c.method == "host.call_plugin"]
 
 
-class FakeSession:
-    _session = "OpaqueRef:caller"
+class Caller:
+    """What XenAPIPlugin.dispatch hands a plugin function: the caller's session."""
+
+    def __init__(self, ref: str) -> None:
+        self._session = ref
 
 
-def handler(monkeypatch: Any, fake: FakeXapi, fn: str) -> Any:
+@pytest.fixture
+def pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pool]:
     monkeypatch.setenv("XSCONTAINER_LOG_FILE", os.devnull)
-    monkeypatch.setattr(plugin.Xapi, "from_session_ref", classmethod(lambda cls, ref: fake))
+    server = FakeXapiServer()
+    pool = Pool(server)
+    with server.local(monkeypatch, this_host=pool.host1):
+        yield pool
+
+
+def handler(fn: str) -> Any:
     return plugin.handlers()[fn]
 
 
-def test_a_call_for_a_vm_on_another_host_is_forwarded_unchanged(monkeypatch):
-    fake = FakeXapi("OpaqueRef:host2", "OpaqueRef:host1", "True<?xml version=\"1.0\" ?><x/>")
+def test_a_call_for_a_vm_on_another_host_is_forwarded_unchanged(pool: Pool) -> None:
+    pool.vm_on(pool.host2)
+    pool.server.plugins["xscontainer"] = lambda host, fn, args: "True<?xml version=\"1.0\" ?><x/>"
     args = {"vmuuid": "u", "object": "web", "extra": "kept"}
-    result = handler(monkeypatch, fake, "get_inspect")(FakeSession(), args)
+    caller = pool.caller()
+    result = handler("get_inspect")(caller, args)
     assert result == "True<?xml version=\"1.0\" ?><x/>"
-    host, name, fn, sent = fake.forwarded[0]
-    assert (host, name, fn) == ("OpaqueRef:host2", "xscontainer", "get_inspect")
+    host, name, fn, sent = pool.forwarded()[0]
+    assert (host, name, fn) == (pool.host2, "xscontainer", "get_inspect")
     assert sent == dict(args, **{xapi_keys.FORWARDED: "1"})
+    assert caller._session in pool.server.sessions  # the caller's session: not logged out
 
 
-def test_a_remote_failure_comes_back_as_the_same_xapi_failure(monkeypatch):
+def test_a_remote_failure_comes_back_as_the_same_xapi_failure(pool: Pool) -> None:
     details = ["XSCONTAINER_NO_SUCH_CONTAINER", "No such container: web", "404"]
-    remote = errors.XAPIError.from_failure(XenAPI.Failure(details), "host.call_plugin")
-    fake = FakeXapi("OpaqueRef:host2", "OpaqueRef:host1", remote)
+
+    def remote(host: str, fn: str, args: Dict[str, str]) -> str:
+        raise XenAPI.Failure(details)
+
+    pool.vm_on(pool.host2)
+    pool.server.plugins["xscontainer"] = remote
     with pytest.raises(XenAPIPlugin.Failure) as exc:
-        handler(monkeypatch, fake, "stop")(FakeSession(), {"vmuuid": "u", "container": "web"})
+        handler("stop")(pool.caller(), {"vmuuid": "u", "container": "web"})
     assert exc.value.params == details
 
 
-def test_an_unreachable_remote_host_is_our_xapi_error(monkeypatch):
-    remote = errors.XAPIError.from_failure(ConnectionRefusedError("refused"), "host.call_plugin")
-    fake = FakeXapi("OpaqueRef:host2", "OpaqueRef:host1", remote)
+def test_an_unreachable_remote_host_is_our_xapi_error(pool: Pool) -> None:
+    def remote(host: str, fn: str, args: Dict[str, str]) -> str:
+        pool.server.down = True  # XAPI stops while it forwards the call
+        return "True"
+
+    pool.vm_on(pool.host2)
+    pool.server.plugins["xscontainer"] = remote
     with pytest.raises(XenAPIPlugin.Failure) as exc:
-        handler(monkeypatch, fake, "stop")(FakeSession(), {"vmuuid": "u", "container": "web"})
+        handler("stop")(pool.caller(), {"vmuuid": "u", "container": "web"})
     assert exc.value.params[0] == "XSCONTAINER_XAPI_ERROR"
-    assert exc.value.params[2:] == ["ConnectionRefusedError", "refused"]
+    assert exc.value.params[2] == "ConnectionRefusedError" and "refused" in exc.value.params[3]
 
 
-def test_failures_hold_no_secrets_and_are_valid_xml_text(monkeypatch):
-    fake = FakeXapi("OpaqueRef:host1", "OpaqueRef:host1", "unused")
+def test_failures_hold_no_secrets_and_are_valid_xml_text(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool.vm_on(pool.host1)
     pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecret\n-----END RSA PRIVATE KEY-----"
 
     def broken(xapi: Any, args: Dict[str, str]) -> str:
@@ -145,45 +159,48 @@ def test_failures_hold_no_secrets_and_are_valid_xml_text(monkeypatch):
 
     monkeypatch.setitem(plugin.FUNCTIONS, "get_top", (("vmuuid", "object"), broken))
     with pytest.raises(XenAPIPlugin.Failure) as exc:
-        handler(monkeypatch, fake, "get_top")(FakeSession(), {"vmuuid": "u", "object": "web"})
+        handler("get_top")(pool.caller(), {"vmuuid": "u", "object": "web"})
     text = " ".join(exc.value.params)
     assert "MIIEsecret" not in text and "OpaqueRef:abc" not in text
     assert "\x00" not in text and "\x1b" not in text
     assert exc.value.params[1].startswith("Cannot load key <redacted RSA PRIVATE KEY>.")
 
 
-def test_a_forwarded_call_is_not_forwarded_again(monkeypatch):
-    fake = FakeXapi("OpaqueRef:host2", "OpaqueRef:host1", "True")
+def test_a_forwarded_call_is_not_forwarded_again(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool.vm_on(pool.host2)
     calls: List[Dict[str, str]] = []
     monkeypatch.setitem(plugin.FUNCTIONS, "register",
                         (("vmuuid",), lambda xapi, args: calls.append(args) or ""))
     args = {"vmuuid": "u", xapi_keys.FORWARDED: "1"}
-    assert handler(monkeypatch, fake, "register")(FakeSession(), args) == "True"
-    assert fake.forwarded == [] and calls == [args]
+    assert handler("register")(pool.caller(), args) == "True"
+    assert pool.forwarded() == [] and calls == [args]
 
 
-def test_xscontainer_errors_become_their_description(monkeypatch):
-    fake = FakeXapi("OpaqueRef:host1", "OpaqueRef:host1", "unused")
+def test_xscontainer_errors_become_their_description(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool.vm_on(pool.host1)
 
     def broken(xapi: Any, args: Dict[str, str]) -> str:
         raise errors.VMNotRunning("VM u is Halted. Start it and retry.", "u")
 
     monkeypatch.setitem(plugin.FUNCTIONS, "get_top", (("vmuuid", "object"), broken))
     with pytest.raises(XenAPIPlugin.Failure) as exc:
-        handler(monkeypatch, fake, "get_top")(FakeSession(), {"vmuuid": "u", "object": "web"})
+        handler("get_top")(pool.caller(), {"vmuuid": "u", "object": "web"})
     assert exc.value.params == ["XSCONTAINER_VM_NOT_RUNNING",
                                 "VM u is Halted. Start it and retry.", "u"]
 
 
-def test_unexpected_errors_keep_xapis_default_shape(monkeypatch):
-    fake = FakeXapi("OpaqueRef:host1", "OpaqueRef:host1", "unused")
+def test_unexpected_errors_keep_xapis_default_shape(
+        pool: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool.vm_on(pool.host1)
 
     def broken(xapi: Any, args: Dict[str, str]) -> str:
         raise KeyError("surprise")
 
     monkeypatch.setitem(plugin.FUNCTIONS, "get_top", (("vmuuid", "object"), broken))
     with pytest.raises(KeyError):  # XenAPIPlugin.dispatch turns it into XENAPI_PLUGIN_FAILURE
-        handler(monkeypatch, fake, "get_top")(FakeSession(), {"vmuuid": "u", "object": "web"})
+        handler("get_top")(pool.caller(), {"vmuuid": "u", "object": "web"})
 
 
 def test_the_docker_backed_functions_are_the_operations_table():
@@ -196,10 +213,10 @@ def test_the_docker_backed_functions_are_the_operations_table():
 
 
 @pytest.mark.parametrize("name", sorted(table.OPERATIONS))
-def test_a_docker_backed_call_asks_the_monitor_then_connects_directly(monkeypatch, name):
+def test_a_docker_backed_call_asks_the_monitor_then_connects_directly(pool, monkeypatch, name):
     from xscontainer import containers  # noqa: PLC0415 (the plugin imports it lazily)
 
-    fake = FakeXapi("OpaqueRef:host1", "OpaqueRef:host1", "unused")
+    pool.vm_on(pool.host1)
     asked: List[Tuple[str, str]] = []
     answers = {"monitor": "<warm/>"}
 
@@ -214,7 +231,7 @@ def test_a_docker_backed_call_asks_the_monitor_then_connects_directly(monkeypatc
     monkeypatch.setattr(plugin.monitor_client, "call", monitor)
     monkeypatch.setattr(containers, "docker_backed", direct)
     args = {"vmuuid": "u", table.OPERATIONS[name].target: "web"}
-    assert handler(monkeypatch, fake, name)(FakeSession(), args) == "True<warm/>"
+    assert handler(name)(pool.caller(), args) == "True<warm/>"
     answers["monitor"] = None
-    assert handler(monkeypatch, fake, name)(FakeSession(), args) == "True<direct/>"
+    assert handler(name)(pool.caller(), args) == "True<direct/>"
     assert asked == [("monitor", name), ("monitor", name), ("direct", name)]
