@@ -1,9 +1,11 @@
 """xscontainer-monitor: keeps every registered VM's containers visible in XAPI.
 
 Modules: rules (which VMs), events (Docker event shapes), coalesce (timing),
-publisher (the single XAPI writer), worker (one VM's connection), pool (XAPI
-events and supervision), secrets (TLS secret clean-up), control + protocol
-(the local control socket), client (the plugin's side of it), daemon (wiring).
+episode (a VM's failure episode: grace, message, backoff), publisher (the
+single XAPI writer), worker (one VM's connection), pool (XAPI events and
+supervision), xapiconn (the daemon's XAPI sessions), secrets (TLS secret
+clean-up), control + protocol (the local control socket), client (the plugin's
+side of it), options (command line), daemon (wiring).
 
 Kept light on purpose: the plugin imports xscontainer.monitor.client, which
 must not pull in the Docker SDK or paramiko.
