@@ -1,11 +1,11 @@
-"""session, secret, message and event methods, and the lab's own methods."""
+"""session, secret, message, event and system methods, and the lab's own methods."""
 
 import xmlrpc.client
 from typing import Any, Callable, Dict, List
 
 from .api import Api, Call
 from .errors import ApiError, field_type_error, handle_invalid, uuid_invalid
-from .events import event_from
+from .events import event_from, make_token
 from .schema import CLASSES, OTHER_CONFIG, now_date, record_from_client
 from .store import new_uuid
 
@@ -20,9 +20,12 @@ def _string(name: str, value: Any) -> str:
 
 
 def _date(name: str, value: Any) -> str:
-    """A client's dateTime as a stored date ("YYYYMMDDTHH:MM:SS" prefix compares in order)."""
+    """A client's dateTime as a stored date ("YYYYMMDDTHH:MM:SS" prefix compares in
+    order): an XML-RPC dateTime, or over JSON-RPC the same text as a string."""
     if isinstance(value, xmlrpc.client.DateTime):
         return value.value[:17]
+    if isinstance(value, str) and len(value) >= 17:
+        return value[:17]
     raise field_type_error(name)
 
 
@@ -119,7 +122,25 @@ def _register_event(api: Api) -> None:
         return event_from(call.store, call.sessions, call.session, classes=classes,
                           token=token, timeout=timeout)
 
+    def inject(call: Call, cls: Any, ref: Any) -> str:
+        """xapi's event.inject: a `mod` event for the object, and a token from
+        which event.from returns it (the generation just before the injection)."""
+        if not isinstance(cls, str) or cls not in CLASSES or not call.store.exists(cls, ref):
+            raise handle_invalid(str(cls), ref)
+        call.store.touch(ref)
+        return make_token(call.store.generation - 1)
+
     api.add("event.from", from_, locked=False)
+    api.add("event.inject", inject)
+
+
+def _register_system(api: Api) -> None:
+    def list_methods(call: Call) -> List[str]:
+        """Every method name, as xapi's introspection (clients such as Xen
+        Orchestra's take the classes to watch from the `*.get_all_records`)."""
+        return sorted(call.api.methods)
+
+    api.add("system.listMethods", list_methods, locked=False, with_session=False)
 
 
 def _register_lab(api: Api) -> None:
@@ -145,4 +166,5 @@ def register(api: Api) -> None:
     _register_secret(api)
     _register_message(api)
     _register_event(api)
+    _register_system(api)
     _register_lab(api)

@@ -1,7 +1,8 @@
 """The XAPI classes the simulator serves: their fields, kinds and defaults.
 
 Records are stored in a JSON-friendly form that is already close to the wire:
-int64 fields as decimal strings (xapi marshals int64 as XML-RPC strings), dates
+int64 fields as decimal strings (xapi marshals int64 as untyped XML-RPC values,
+which clients read as strings, and as numbers in JSON-RPC), dates
 as "YYYYMMDDTHH:MM:SSZ" strings (sent as XML-RPC dateTime), maps as dicts of
 strings, sets as lists. One-to-many relations (VM.VBDs, SR.VDIs, ...) are not
 stored: they are computed from the child's reference field, as in xapi's
@@ -14,6 +15,7 @@ import xmlrpc.client
 from typing import Any, Dict, List, Sequence, Tuple
 
 from .errors import NULL_REF, ApiError, field_type_error
+from .wire import Int64
 
 STR, INT, FLOAT, BOOL, REF, MAP, SET, DATE, ENUM = (
     "str", "int", "float", "bool", "ref", "map", "set", "date", "enum"
@@ -89,8 +91,11 @@ class Field:
         raise field_type_error(self.name)
 
     def to_wire(self, value: Any) -> Any:
+        """The value for the wire writers of wire.py (int64: Int64, dates: DateTime)."""
         if self.kind == DATE:
             return xmlrpc.client.DateTime(value)
+        if self.kind == INT:
+            return Int64(value)
         return copy.deepcopy(value) if self.kind in (MAP, SET) else value
 
 

@@ -1,6 +1,7 @@
 """The HTTP side of the simulator, served on both listeners as xapi serves
-/var/lib/xcp/xapi and port 80/443: XML-RPC on POST / (and /RPC2), and the raw
-disk handlers PUT /import_raw_vdi and GET /export_raw_vdi.
+/var/lib/xcp/xapi and port 80/443: JSON-RPC on POST /jsonrpc, XML-RPC on a POST
+to any other path (/, /RPC2, /xmlrpc, ...), both written by wire.py, and the
+raw disk handlers PUT /import_raw_vdi and GET /export_raw_vdi.
 
 Disk handlers authenticate like xapi: a request on the unix socket is trusted
 (it comes from root in dom0); over TCP it needs a valid session_id (query
@@ -19,6 +20,7 @@ from typing import Dict, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
 from xml.parsers.expat import ExpatError
 
+from . import wire
 from .api import Api
 from .errors import ApiError
 from .storage import create_vdi_file, vdi_file
@@ -110,18 +112,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._unread = (self._content_length() or 0) if ok else 0
         return ok
 
-    # -- XML-RPC ---------------------------------------------------------------
+    # -- XML-RPC and JSON-RPC --------------------------------------------------
 
     def do_POST(self) -> None:
-        if urlsplit(self.path).path not in ("/", "/RPC2"):
-            self._error(404, "not found")
-            return
+        """JSON-RPC on /jsonrpc, XML-RPC on every other path (as xapi)."""
         length = self._content_length()
         if length is None or not 0 <= length <= MAX_RPC_BODY:
             self._error(411, "a Content-Length up to %d is required" % MAX_RPC_BODY)
             return
         body = self.rfile.read(length)
         self._unread = 0
+        if urlsplit(self.path).path == "/jsonrpc":
+            self._json_rpc(body)
+        else:
+            self._xml_rpc(body)
+
+    def _xml_rpc(self, body: bytes) -> None:
         try:
             params, method = xmlrpc.client.loads(body)
         except (ExpatError, ValueError, TypeError) as e:
@@ -131,8 +137,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._error(400, "not an XML-RPC methodCall")
             return
         response = self.api.dispatch(method, params, self.over_unix_socket)
-        payload = xmlrpc.client.dumps((response,), methodresponse=True, allow_none=True)
-        self._reply(200, payload.encode("utf-8"), {"Content-Type": "text/xml"})
+        self._reply(200, wire.xmlrpc_response(response), {"Content-Type": "text/xml"})
+
+    def _json_rpc(self, body: bytes) -> None:
+        request, error = wire.parse_json_request(body)
+        if request is None:
+            self._reply(200, error, {"Content-Type": "application/json"})
+            return
+        response = self.api.dispatch(request.method, request.params, self.over_unix_socket)
+        self._reply(200, request.answer(response), {"Content-Type": "application/json"})
 
     # -- raw disks -------------------------------------------------------------
 
