@@ -7,11 +7,9 @@ as XenCenter and Xen Orchestra read it. Every test leaves the lab as it found
 it: VMs deregistered and running on their hosts, no containers, daemons up.
 """
 
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,97 +24,22 @@ import XenAPI
 from xsclab import labctl
 from xscontainer.xmlenc import normalize_status
 
-IMAGE = "xsc-test/busybox:latest"
-DOCKER_KEYS = ("docker_ps", "docker_info", "docker_version")
+from .monitoring import (
+    DOCKER_KEYS,
+    FAST,
+    IMAGE,
+    Monitor,
+    control_request,
+    other_config,
+    ref_of,
+    set_key,
+    wait_for,
+)
+
 FAILURE = "XSCONTAINER_MONITOR_FAILED"
-FAST = ["--resync", "5", "--probe", "3", "--grace", "3", "--backoff-first", "0.5",
-        "--backoff-cap", "2", "--sweep-delay", "1", "--event-timeout", "5"]
 
 
 # -- helpers --------------------------------------------------------------------------
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0,
-             every: float = 0.1, why: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %gs waiting for %s%s" % (
-                timeout, what, ("\n" + why()) if why() else ""))
-        time.sleep(every)
-
-
-class Monitor:
-    """xscontainer-monitor running in the dom0 of one lab host."""
-
-    def __init__(self, lab: labctl.Lab, host: str, args: List[str]) -> None:
-        env = lab.dom0_env(host)
-        self.host = host
-        self.run_dir = env["XSCONTAINER_RUN_DIR"]
-        self.log_file = env["XSCONTAINER_LOG_FILE"]
-        self.log_offset = os.path.getsize(self.log_file) if os.path.exists(self.log_file) else 0
-        self.proc = lab.dom0_popen(host, ["xscontainer-monitor", *args],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for("the monitor on %s to follow XAPI" % host,
-                 lambda: (self.status() or {}).get("xapi_loads"), why=self.log_tail)
-
-    def status(self) -> Optional[Dict[str, Any]]:
-        if self.proc.poll() is not None:
-            pytest.fail("the monitor exited with %s: %s\n%s" % (
-                self.proc.returncode, self.proc.stderr.read().decode()[-2000:] if
-                self.proc.stderr else "", self.log_tail()))
-        try:
-            answer = control_request(self.run_dir, {"fn": "status"})
-        except OSError:
-            return None
-        return answer.get("value")
-
-    def vm(self, vm_uuid: str) -> Dict[str, Any]:
-        return ((self.status() or {}).get("vms") or {}).get(vm_uuid) or {}
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_file, errors="replace") as f:
-                f.seek(self.log_offset)
-                text = f.read()
-        except OSError:
-            return ""
-        kept = [line for line in text.splitlines() if "paramiko" not in line]
-        return "\n".join(kept[-lines:])
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:
-        """Signal it; seconds until it exited."""
-        if self.proc.poll() is not None:
-            return 0.0
-        start = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail("the monitor did not stop within %gs\n%s" % (timeout, self.log_tail()))
-        return time.monotonic() - start
-
-
-def control_request(run_dir: str, payload: Dict[str, Any], timeout: float = 10.0) -> Any:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(os.path.join(run_dir, "monitor.sock"))
-        sock.sendall((json.dumps(payload) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
-    return json.loads(data.decode())
 
 
 @pytest.fixture
@@ -131,28 +54,6 @@ def monitors(lab: labctl.Lab) -> Iterator[Callable[..., Monitor]]:
     yield start
     for monitor in started:
         monitor.stop()
-
-
-@pytest.fixture(scope="module")
-def xs(lab: labctl.Lab) -> Iterator[Any]:
-    """A XenAPI session of the test itself (as XenCenter would hold one)."""
-    session = lab.xapi()
-    yield session.xenapi
-    session.xenapi.session.logout()
-
-
-def ref_of(xs: Any, vm: labctl.VM) -> str:
-    return str(xs.VM.get_by_uuid(vm.uuid))
-
-
-def other_config(xs: Any, vm: labctl.VM) -> Dict[str, str]:
-    return dict(xs.VM.get_other_config(ref_of(xs, vm)))
-
-
-def set_key(xs: Any, vm: labctl.VM, key: str, value: str) -> None:
-    ref = ref_of(xs, vm)
-    xs.VM.remove_from_other_config(ref, key)
-    xs.VM.add_to_other_config(ref, key, value)
 
 
 def remove_key(xs: Any, vm: labctl.VM, key: str) -> None:

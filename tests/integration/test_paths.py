@@ -15,122 +15,26 @@ The monitor's `status` control request counts what it served and what it
 declined, which tells the paths apart.
 """
 
-import json
-import os
-import signal
-import socket
-import subprocess
 import time
 import xml.dom.minidom
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import XenAPI
 
 from xsclab import labctl
 
-IMAGE = "xsc-test/busybox:latest"
+from .monitoring import (
+    DOCKER_KEYS,
+    FAST,
+    IMAGE,
+    Monitor,
+    other_config,
+    set_key,
+    wait_for,
+)
+
 NAME = "paths-web"
-DOCKER_KEYS = ("docker_ps", "docker_info", "docker_version")
-FAST = ["--resync", "5", "--probe", "3", "--grace", "3", "--backoff-first", "0.5",
-        "--backoff-cap", "2", "--sweep-delay", "1", "--event-timeout", "5"]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0,
-             why: Callable[[], str] = lambda: "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail("timed out after %gs waiting for %s\n%s" % (timeout, what, why()))
-        time.sleep(0.1)
-
-
-def control_request(run_dir: str, payload: Dict[str, Any], timeout: float = 10.0) -> Any:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(timeout)
-    try:
-        sock.connect(os.path.join(run_dir, "monitor.sock"))
-        sock.sendall((json.dumps(payload) + "\n").encode())
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        sock.close()
-    return json.loads(data.decode())
-
-
-class Monitor:
-    """xscontainer-monitor in the dom0 of one lab host."""
-
-    def __init__(self, lab: labctl.Lab, host: str) -> None:
-        env = lab.dom0_env(host)
-        self.run_dir = env["XSCONTAINER_RUN_DIR"]
-        self.log_file = env["XSCONTAINER_LOG_FILE"]
-        self.log_offset = os.path.getsize(self.log_file) if os.path.exists(self.log_file) else 0
-        self.proc = lab.dom0_popen(host, ["xscontainer-monitor", *FAST],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for("the monitor on %s to follow XAPI" % host,
-                 lambda: (self.status() or {}).get("xapi_loads"), why=self.log_tail)
-
-    def status(self) -> Optional[Dict[str, Any]]:
-        if self.proc.poll() is not None:
-            pytest.fail("the monitor exited with %s\n%s" % (self.proc.returncode,
-                                                             self.log_tail()))
-        try:
-            return control_request(self.run_dir, {"fn": "status"}).get("value")
-        except OSError:
-            return None
-
-    def counts(self) -> Tuple[int, int]:
-        """(served, declined) control requests so far."""
-        status = self.status() or {}
-        return int(status["control_served"]), int(status["control_unavailable"])
-
-    def vm_state(self, vm_uuid: str) -> Optional[str]:
-        return (((self.status() or {}).get("vms") or {}).get(vm_uuid) or {}).get("state")
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            with open(self.log_file, errors="replace") as f:
-                f.seek(self.log_offset)
-                text = f.read()
-        except OSError:
-            return ""
-        return "\n".join([line for line in text.splitlines() if "paramiko" not in line][-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            pytest.fail("the monitor did not stop within 15s\n%s" % self.log_tail())
-
-
-@pytest.fixture(scope="module")
-def xs(lab: labctl.Lab) -> Iterator[Any]:
-    session = lab.xapi()
-    yield session.xenapi
-    session.xenapi.session.logout()
-
-
-def set_key(xs: Any, vm: labctl.VM, key: str, value: str) -> None:
-    ref = xs.VM.get_by_uuid(vm.uuid)
-    xs.VM.remove_from_other_config(ref, key)
-    xs.VM.add_to_other_config(ref, key, value)
-
-
-def other_config(xs: Any, vm: labctl.VM) -> Dict[str, str]:
-    return dict(xs.VM.get_other_config(xs.VM.get_by_uuid(vm.uuid)))
 
 
 def ps_status(xs: Any, vm: labctl.VM) -> Optional[Dict[str, str]]:
@@ -171,7 +75,7 @@ def vm(lab: labctl.Lab, xs: Any) -> Iterator[labctl.VM]:
 @pytest.fixture
 def monitor(lab: labctl.Lab, vm: labctl.VM) -> Iterator[Monitor]:
     """The monitor of the VM's host (not yet watching it)."""
-    started = Monitor(lab, vm.host)
+    started = Monitor(lab, vm.host, FAST)
     yield started
     started.stop()
 
