@@ -249,3 +249,13 @@ def test_xml_rpc_text_escaping(sim: Simulator, session: XenAPI.Session, ref: str
         assert result(sim, "VM.get_other_config", ref, vm)["escape-key"] == value + "\x01"
     finally:
         session.xenapi.VM.remove_from_other_config(vm, "escape-key")
+
+
+def test_stats_count_requests_per_protocol(sim: Simulator, ref: str,
+                                           session: XenAPI.Session) -> None:
+    before = session.xenapi.lab.stats()["protocols"]
+    result(sim, "pool.get_all", ref)
+    result(sim, "pool.get_all", ref)
+    after = session.xenapi.lab.stats()["protocols"]  # counts itself, as `before` did
+    assert after["json-rpc"] == before.get("json-rpc", 0) + 2
+    assert after["xml-rpc"] == before["xml-rpc"] + 1

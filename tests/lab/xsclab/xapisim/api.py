@@ -59,12 +59,17 @@ class Stats:
         self._lock = threading.Lock()
         self.calls: Counter = Counter()
         self.vm_other_config_writes: Counter = Counter()
+        self.protocols: Counter = Counter()  # requests per wire protocol
 
     def record(self, method: str, vm_uuid: str = "") -> None:
         with self._lock:
             self.calls[method] += 1
             if vm_uuid:
                 self.vm_other_config_writes[vm_uuid] += 1
+
+    def record_protocol(self, protocol: str) -> None:
+        with self._lock:
+            self.protocols[protocol] += 1
 
     def snapshot(self) -> Dict[str, Any]:
         with self._lock:
@@ -73,12 +78,14 @@ class Stats:
                 "calls_total": sum(self.calls.values()),
                 "vm_other_config_writes": dict(self.vm_other_config_writes),
                 "vm_other_config_writes_total": sum(self.vm_other_config_writes.values()),
+                "protocols": dict(self.protocols),
             }
 
     def reset(self) -> None:
         with self._lock:
             self.calls.clear()
             self.vm_other_config_writes.clear()
+            self.protocols.clear()
 
 
 class Api:

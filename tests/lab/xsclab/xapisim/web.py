@@ -136,6 +136,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if method is None:
             self._error(400, "not an XML-RPC methodCall")
             return
+        self.api.stats.record_protocol("xml-rpc")
         response = self.api.dispatch(method, params, self.over_unix_socket)
         self._reply(200, wire.xmlrpc_response(response), {"Content-Type": "text/xml"})
 
@@ -144,6 +145,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if request is None:
             self._reply(200, error, {"Content-Type": "application/json"})
             return
+        self.api.stats.record_protocol("json-rpc")
         response = self.api.dispatch(request.method, request.params, self.over_unix_socket)
         self._reply(200, request.answer(response), {"Content-Type": "application/json"})
 
