@@ -15,7 +15,7 @@ import shlex
 from typing import Dict, List, Optional
 
 from xscontainer import docker_api, errors, poolkey, transport, xapi_keys
-from xscontainer.diagnose_report import Chain, Report
+from xscontainer.diagnose_report import Chain, Report, Step
 from xscontainer.guest import Guest
 from xscontainer.transport import SSH_PORT, Timeouts
 from xscontainer.transport import ssh as ssh_transport
@@ -48,7 +48,16 @@ def _ssh_plan(user: str) -> List[str]:
 
 def diagnose(guest: Guest, timeouts: Optional[Timeouts] = None) -> Report:
     timeouts = timeouts or Timeouts()
+    note = ""
+    if guest.other_config.get(xapi_keys.PREPARE_PENDING):
+        # a TLS preparation waits for the VM's administrator: complete it if Docker
+        # now answers with the new certificate, undo it if its time is up
+        from xscontainer.prepare import pending  # noqa: PLC0415 (such VMs only)
+
+        guest, note = pending.on_diagnose(guest)
     report = Report(guest.where)
+    if note:
+        report.steps.append(Step("the pending TLS preparation", True, note, warning=True))
     chain = Chain(report)
     try:
         _diagnose(guest, chain, timeouts)

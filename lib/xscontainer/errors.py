@@ -283,3 +283,9 @@ class ConfigDriveError(XSContainerError):
     """Creating or reading a CoreOS config drive failed."""
 
     code = "XSCONTAINER_CONFIG_DRIVE_FAILED"
+
+
+class PrepareInProgress(XSContainerError):
+    """Another preparation of the same VM holds its lock on this host."""
+
+    code = "XSCONTAINER_PREPARE_IN_PROGRESS"

@@ -87,6 +87,8 @@ FUNCTIONS.update({
     "register": (("vmuuid",), register),
     "deregister": (("vmuuid",), deregister),
     "diagnose": (("vmuuid",), _lazy("containers", "diagnose")),
+    # xscontainer-prepare-vm's preparation for any XAPI client (prepare/call.py)
+    "prepare": (("vmuuid",), _lazy("prepare.call", "prepare")),
     "get_config_drive_default": (
         ("templateuuid",), _lazy("configdrive", "get_config_drive_default")),
     "create_config_drive": (

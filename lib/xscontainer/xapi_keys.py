@@ -19,6 +19,10 @@ DOCKER_PS = "docker_ps"
 DOCKER_INFO = "docker_info"
 DOCKER_VERSION = "docker_version"
 DOCKER = (DOCKER_PS, DOCKER_INFO, DOCKER_VERSION)
+# a TLS preparation waiting for the VM's administrator (plugin `prepare` with
+# generatecerts=true): JSON with the uuids of the three pending secrets and of
+# the temporary CD's VDI, and the deadline (Unix time) when the CD is ejected
+PREPARE_PENDING = "xscontainer-prepare-pending"
 
 # pool other-config
 POOL_PRIVATE_KEY_SECRET = "xscontainer-private-secret-uuid"  # noqa: S105 (a key name)

@@ -208,7 +208,7 @@ def test_the_docker_backed_functions_are_the_operations_table():
         required, handler_fn = plugin.FUNCTIONS[name]
         assert required == op.required and handler_fn.__name__ == name
     others = set(plugin.FUNCTIONS) - set(table.OPERATIONS)
-    assert others == {"register", "deregister", "diagnose", "get_config_drive_default",
+    assert others == {"register", "deregister", "diagnose", "prepare", "get_config_drive_default",
                       "create_config_drive", "get_config_drive_configuration"}
 
 

@@ -26,6 +26,7 @@ from xscontainer.monitor.coalesce import Backoff
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.publisher import Publisher
 from xscontainer.monitor.worker import VMWorker
+from xscontainer.prepare import pending
 from xscontainer.xapi import Xapi, logout_ref
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Supervisor:
         self._tls: Dict[str, Set[str]] = {}  # every VM ref seen -> TLS secret uuids
         self._known: Set[str] = set()  # every VM ref seen
         self._sweeps: Set[str] = set()
+        self._expiries: Dict[str, int] = {}  # VM ref -> deadline of its pending preparation
         self._stopped = False
         self.restarts = 0
 
@@ -95,6 +97,7 @@ class Supervisor:
                 return
             self._known.add(ref)
             self._tls[ref] = rules.tls_secret_uuids(record)
+            self._expire_pending_later(ref, record)
             reason = rules.why_not_monitored(record, self.this_host)
             worker = self._workers.get(ref)
             current = rules.docker_values(record)
@@ -179,6 +182,34 @@ class Supervisor:
                 log.warning("the worker of VM %s did not stop in time", worker.uuid)
                 ok = False
         return ok
+
+    # -- pending TLS preparations of VMs on this host -----------------------------------------
+
+    def _expire_pending_later(self, ref: str, record: Mapping[str, Any]) -> None:
+        """A VM resident here with a pending TLS preparation (plugin prepare,
+        generatecerts): undo it at its deadline unless it completes first, so that
+        the CD with the server key never stays longer (prepare/pending.py)."""
+        deadline = pending.deadline_of(record)
+        if deadline is None or record.get("resident_on") != self.this_host:
+            self._expiries.pop(ref, None)
+            return
+        if self._expiries.get(ref) == deadline:
+            return
+        self._expiries[ref] = deadline
+        self._submit_expiry(ref, deadline)
+
+    def _submit_expiry(self, ref: str, when: float) -> None:
+        def expire(xapi: Xapi) -> None:
+            again = pending.expire_due(xapi, ref)
+            with self._lock:
+                if again is None:
+                    self._expiries.pop(ref, None)
+                elif ref in self._expiries:
+                    self._submit_expiry(ref, again)
+
+        delay = max(0.0, when - time.time()) + 0.5
+        self.publisher.submit("expiring the pending TLS preparation of VM %s" % ref, expire,
+                              delay)
 
     # -- pool master's chores ---------------------------------------------------------------
 

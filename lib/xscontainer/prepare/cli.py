@@ -13,12 +13,13 @@ from typing import List, NoReturn, Optional
 
 from xscontainer import errors, paths
 from xscontainer import log as xlog
-from xscontainer.prepare import common
+from xscontainer.prepare import common, lock
 from xscontainer.prepare.console import Aborted, Console
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 PROG = "xscontainer-prepare-vm"
+LOCK_WAIT = 5.0  # another preparation of the VM (plugin prepare, a second tool) runs
 
 DESCRIPTION = """Prepares VMs for container management.
 
@@ -58,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
                    help="ssh: the user in the VM that may use Docker (required)")
     p.add_argument("--password-stdin", action="store_true",
                    help="ssh: read the user's password from standard input, not a prompt")
+    p.add_argument("--password-secret", metavar="SECRET_UUID",
+                   help="ssh: take the user's password from this XAPI secret (xe secret-create "
+                        "value=...); the secret is destroyed once read, also on failure")
+    p.add_argument("--ssh-host-key", metavar="KEY",
+                   help="ssh: the VM's SSH host key you expect ('ssh-ed25519 AAAA...' or its "
+                        "base64 part); the VM must present it (default: the key seen at the "
+                        "first login is recorded)")
     p.add_argument("--generate-certs", action="store_true",
                    help="tls: generate certificates and deploy them with a temporary CD")
     p.add_argument("--client-cert", metavar="FILE", help="tls: your client certificate (PEM)")
@@ -80,9 +88,11 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if args.generate_certs or any(files):
             p.error("--generate-certs, --client-cert, --client-key and --ca-cert are for "
                     "--mode tls")
+        if args.password_stdin and args.password_secret:
+            p.error("give either --password-stdin or --password-secret, not both")
         return
-    if args.password_stdin:
-        p.error("--password-stdin is for --mode ssh")
+    if args.password_stdin or args.password_secret or args.ssh_host_key:
+        p.error("--password-stdin, --password-secret and --ssh-host-key are for --mode ssh")
     if args.generate_certs and any(files):
         p.error("give either --generate-certs or --client-cert/--client-key/--ca-cert, not both")
     if not args.generate_certs and not all(files):
@@ -100,11 +110,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     console = Console(assume_yes=args.yes)
     log.info("preparing VM %s for mode %s", args.vmuuid, args.mode)
     try:
-        with Xapi.login() as xapi:
+        with Xapi.login() as xapi, lock.held(args.vmuuid, LOCK_WAIT):
             if args.mode == "ssh":
                 from xscontainer.prepare import sshmode  # noqa: PLC0415 (paramiko only here)
 
-                sshmode.run(console, xapi, args.vmuuid, args.username, args.password_stdin)
+                expected = (sshmode.host_key_body(args.ssh_host_key) if args.ssh_host_key
+                            else None)
+                sshmode.run(console, xapi, args.vmuuid, args.username, args.password_stdin,
+                            args.password_secret, expected)
             elif args.generate_certs:
                 from xscontainer.prepare import tlsmode  # noqa: PLC0415
 

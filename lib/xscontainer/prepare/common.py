@@ -5,7 +5,7 @@ import logging
 from typing import Optional
 
 from xscontainer import diagnose as diagnose_mod
-from xscontainer import xapi_keys
+from xscontainer import errors, xapi_keys
 from xscontainer.diagnose_report import Report
 from xscontainer.guest import Guest
 from xscontainer.prepare.console import Console
@@ -19,7 +19,41 @@ TIMEOUTS = Timeouts(connect=5.0, handshake=15.0, auth=30.0, request=60.0)
 
 
 class NotWorking(Exception):
-    """The preparation was done, but the check of the whole chain failed."""
+    """The check of the whole chain failed; `guest` is the VM as checked (its
+    settings as they would be stored), `report` the diagnosis."""
+
+    def __init__(self, message: str, guest: Optional[Guest] = None,
+                 report: Optional[Report] = None) -> None:
+        super().__init__(message)
+        self.guest = guest
+        self.report = report
+        self.error: Optional[errors.XSContainerError] = None  # classify()'s verdict
+
+
+def classify(failure: NotWorking) -> errors.XSContainerError:
+    """The error the plugin's functions would give for what the check found, so that
+    a failed preparation reports the usual code (SSH auth, Docker, TLS...). It
+    connects once more, as the plugin would; the first verdict is kept (call it
+    before undoing anything the check relied on)."""
+    if failure.error is not None:
+        return failure.error
+    message = str(failure)
+    probe = failure.guest
+    if probe is None:
+        failure.error = errors.DockerUnreachable(message)
+        return failure.error
+    try:
+        client = probe.docker(TIMEOUTS)
+    except errors.XSContainerError as exc:
+        found = copy.copy(exc)
+        found.message = message
+        found.details = [probe.uuid] + [d for d in exc.details if d != probe.uuid]
+        found.args = (message, *found.details)
+        failure.error = found
+        return found
+    client.close()
+    failure.error = errors.DockerUnreachable(message, probe.uuid)
+    return failure.error
 
 
 def running_guest(xapi: Xapi, vm_uuid: str) -> Guest:
@@ -34,10 +68,12 @@ def reload(guest: Guest) -> Guest:
 
 def with_settings(guest: Guest, **other_config: str) -> Guest:
     """The same VM as if its other-config also had these keys (nothing is written):
-    to check a configuration before storing it."""
+    to check a configuration before storing it. It names no pending preparation
+    (so that checking it never tries to complete one)."""
     record = copy.deepcopy(guest.record)
     merged = dict(record.get("other_config") or {})
     merged.update(other_config)
+    merged.pop(xapi_keys.PREPARE_PENDING, None)
     record["other_config"] = merged
     return Guest(guest.xapi, guest.uuid, guest.ref, record)
 
@@ -62,7 +98,8 @@ def verify(console: Console, guest: Guest) -> Report:
     failure = report.failure
     if failure is not None:
         raise NotWorking("Container management does not work yet for %s: %s: %s"
-                         % (guest.where, failure.title, failure.detail or "failed"))
+                         % (guest.where, failure.title, failure.detail or "failed"),
+                         guest, report)
     return report
 
 

@@ -5,6 +5,7 @@ echo (getpass) or from stdin (--password-stdin) and never printed or logged.
 """
 
 import getpass
+import io
 import sys
 from typing import IO, Optional
 
@@ -65,3 +66,21 @@ class Console:
             raise Aborted("No password given. Type the guest user's password at the prompt, or "
                           "pass it on standard input with --password-stdin.")
         return password
+
+
+class Collector(Console):
+    """A console for the plugin: no questions (every confirm takes its default),
+    no password prompt; what is said becomes the call's report (`text()`)."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        super().__init__(assume_yes=True, stdin=io.StringIO(""), stdout=self._buffer)
+
+    def confirm(self, question: str, default_when_yes: bool = True) -> bool:
+        return default_when_yes
+
+    def password(self, prompt: str, from_stdin: bool) -> str:
+        raise Aborted("No password: give it as a XAPI secret (passwordsecret).")
+
+    def text(self) -> str:
+        return self._buffer.getvalue().rstrip("\n")

@@ -25,11 +25,12 @@ names, e.g. the VM's firewall, and run the tool again.)
 import logging
 import ssl
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from xscontainer import certs, diagnose_tls, errors, tlssecrets, xapi_keys
+from xscontainer.diagnose_report import Report
 from xscontainer.guest import Guest
-from xscontainer.prepare import cdrom, common, tlsiso
+from xscontainer.prepare import cdrom, common, pending, tlsiso
 from xscontainer.prepare.console import Aborted, Console
 from xscontainer.transport import TLS_PORT, Material, tls, tlscontext
 from xscontainer.xapi import Xapi
@@ -236,3 +237,188 @@ def _confirm_applied(console: Console, guest: Guest, material: Material,
 def _first_sentence(text: str) -> str:
     head = text.split(". ", 1)[0]
     return head if len(head) < 200 else head[:200] + "..."
+
+
+# -- the plugin's TLS preparation: nothing stored before the check passes ---------------
+
+
+def _same_material(a: Material, b: Material) -> bool:
+    return (a.client_cert.strip(), a.client_key.strip(), a.ca_cert.strip()) == \
+        (b.client_cert.strip(), b.client_key.strip(), b.ca_cert.strip())
+
+
+def _current_material(guest: Guest) -> Optional[Material]:
+    if not tlssecrets.secret_uuids(guest.other_config):
+        return None
+    try:
+        return guest.tls_material()
+    except errors.XSContainerError:
+        return None
+
+
+def install(console: Console, guest: Guest, material: Material) -> Report:
+    """Give a running VM this client side and make it a TLS guest, checking first.
+
+    The material goes into three new secrets; the chain is checked with them as
+    if they were stored; only then does the VM name them (and the secrets it
+    named before, unless another VM names them, are destroyed). A failed check
+    destroys the new secrets and leaves the VM as it was. A VM that already has
+    this material changes nothing."""
+    xapi = guest.xapi
+    current = _current_material(guest)
+    if current is not None and _same_material(current, material):
+        console.say("The VM already uses these certificates.")
+        probe = common.with_settings(common.reload(guest), **{xapi_keys.MODE: "tls"})
+        report = common.verify(console, probe)
+        _link(console, guest, tlssecrets.secret_uuids(guest.other_config))
+        return report
+    values = dict(zip(xapi_keys.TLS_SECRETS,
+                      (material.client_cert, material.client_key, material.ca_cert)))
+    new: Dict[str, str] = {}
+    try:
+        for key in xapi_keys.TLS_SECRETS:
+            new[key] = xapi.create_secret(values[key])
+        report = verify_pending(console, guest, new)
+    except BaseException as exc:
+        if isinstance(exc, common.NotWorking):
+            common.classify(exc)  # while the secrets it was checked with exist
+        _destroy_secrets(xapi, new.values())
+        raise
+    _link(console, guest, new)
+    return report
+
+
+def verify_pending(console: Console, guest: Guest, secrets: Dict[str, str]) -> Report:
+    """Check the chain as if the VM were in TLS mode with these secrets (nothing written)."""
+    settings = dict(secrets)
+    settings[xapi_keys.MODE] = "tls"
+    return common.verify(console, common.with_settings(common.reload(guest), **settings))
+
+
+def _link(console: Console, guest: Guest, new: Dict[str, str]) -> None:
+    """Make the VM name these secrets and use TLS; register it."""
+    xapi = guest.xapi
+    old = tlssecrets.secret_uuids(xapi.vm_other_config(guest.ref))
+    changed = [key for key in xapi_keys.TLS_SECRETS if old.get(key) != new[key]]
+    try:
+        for key in changed:
+            xapi.set_vm_other_config(guest.ref, key, new[key])
+    except BaseException:
+        for key in changed:  # best effort: the VM names its old set again
+            try:
+                if old.get(key):
+                    xapi.set_vm_other_config(guest.ref, key, old[key])
+                else:
+                    xapi.remove_vm_other_config(guest.ref, key)
+            except errors.XSContainerError as exc:
+                log.warning("could not restore other-config %s: %s", key, exc.message)
+        raise
+    if changed:
+        console.say("Stored the client certificate, its key and the CA as XAPI secrets "
+                    "(other-config %s)." % ", ".join(xapi_keys.TLS_SECRETS))
+        stale = set(old.values()) - set(new.values())
+        tlssecrets.destroy_unreferenced(xapi, stale)
+    if common.ensure(xapi, guest.ref, xapi_keys.MODE, "tls"):
+        console.say("Set other-config %s=tls." % xapi_keys.MODE)
+    common.register(console, guest)
+    console.say("Done: the pool manages the containers of %s over TLS." % guest.where)
+
+
+def _destroy_secrets(xapi: Xapi, uuids: Iterable[str]) -> None:
+    for secret_uuid in uuids:
+        try:
+            xapi.destroy_secret(secret_uuid)
+        except errors.XSContainerError as exc:
+            log.error("could not destroy secret %s: %s", secret_uuid, exc.message)
+
+
+# -- generatecerts through the plugin: two steps, the state in other-config ---------------
+
+
+def start_generated(console: Console, guest: Guest, seconds: int) -> None:
+    """Step one: certificates, the CD in the drive, the pending state; returns at once.
+
+    The client side goes into three new secrets that the VM does not name yet;
+    other-config xscontainer-prepare-pending names them, the CD's VDI and the
+    deadline. Everything made is removed again if a step fails."""
+    xapi = guest.xapi
+    addresses = certs.ipv4_addresses(guest.addresses())
+    drive = cdrom.cd_drive(xapi, guest.ref, guest.where)
+    current = drive.vdi(xapi)
+    if current is not None:
+        if not cdrom.is_ours(xapi, current):
+            raise errors.InvalidArgument(
+                "The CD drive of %s holds \"%s\"; the plugin does not eject it. Eject it (xe "
+                "vm-cd-eject uuid=%s) and call prepare again." % (
+                    guest.where, cdrom.vdi_name(xapi, current), guest.uuid), guest.uuid)
+        console.say("Removed a TLS CD that an earlier, interrupted preparation left.")
+        cdrom.eject(xapi, drive)
+        cdrom.destroy(xapi, current)
+    generated = certs.generate(addresses, guest.uuid)
+    log.info("generated a TLS certificate set for %s", guest.where)
+    image = tlsiso.build(generated)
+    material = generated.client_material()
+    values = (material.client_cert, material.client_key, material.ca_cert)
+    secrets: Dict[str, str] = {}
+    vdi: Optional[str] = None
+    try:
+        for key, value in zip(xapi_keys.TLS_SECRETS, values):
+            secrets[key] = xapi.create_secret(value)
+        vdi = cdrom.upload(xapi, cdrom.target_sr(xapi, guest.ref, guest.where), image)
+        deadline = int(time.time()) + seconds
+        state = pending.Pending(secrets, str(xapi.call("VDI.get_uuid", vdi)), deadline)
+        xapi.set_vm_other_config(guest.ref, xapi_keys.PREPARE_PENDING, state.encode())
+        cdrom.insert(xapi, drive, vdi)
+    except BaseException:
+        if vdi is not None:
+            _remove(console, xapi, drive, vdi)
+        xapi.remove_vm_other_config(guest.ref, xapi_keys.PREPARE_PENDING)
+        _destroy_secrets(xapi, secrets.values())
+        raise
+    console.say("Generated a CA, a server certificate for %s and a client certificate; the "
+                "server side is on a temporary CD (\"%s\") in the VM's drive."
+                % (", ".join(addresses), cdrom.TEMP_VDI_NAME))
+    console.say(SINGLE_USER_WARNING)
+    _instructions(console)
+    console.say("Then call prepare again (or diagnose) for this VM: the preparation completes "
+                "once Docker answers with the new certificate. The CD is ejected and deleted "
+                "then, or at %s (in %d s) if that has not happened by then."
+                % (pending.utc(deadline), seconds))
+
+
+def advance(console: Console, guest: Guest) -> Optional[Report]:
+    """Step two, for a VM with a pending TLS preparation (the caller holds the VM's
+    lock): complete it if Docker answers with the new certificate (the report),
+    else say what is missing (None). An expired one is undone."""
+    xapi = guest.xapi
+    state = pending.read(guest.other_config)
+    if state is None:
+        return None
+    if state.due():
+        pending.expire(xapi, guest.ref, state)
+        console.say("The pending TLS preparation expired at %s: the CD was ejected and "
+                    "deleted, the certificates destroyed. Call prepare with generatecerts=true "
+                    "to start again." % pending.utc(state.deadline))
+        return None
+    try:
+        material = tlssecrets.load(xapi, guest.uuid, state.secrets, guest.where)
+    except errors.TLSConfigMissing:
+        pending.expire(xapi, guest.ref, state)
+        console.say("The pending TLS preparation lost its certificates; it was undone. Call "
+                    "prepare with generatecerts=true to start again.")
+        return None
+    context = tlscontext.make_context(material, guest.uuid)
+    reason = _probe(guest, context, certs.ipv4_addresses(guest.addresses()))
+    if reason:
+        console.say("Waiting for the VM's administrator: Docker does not answer with the new "
+                    "certificate yet (%s). Run configure_tls.cmd from the CD in the VM, then "
+                    "call prepare again. The CD is ejected and deleted at %s."
+                    % (_first_sentence(reason), pending.utc(state.deadline)))
+        return None
+    console.say("Docker in the VM answers with the new certificate.")
+    report = verify_pending(console, guest, state.secrets)
+    pending.remove_cd(xapi, guest.ref, state)
+    console.say("Ejected and deleted the temporary CD.")
+    _link(console, guest, state.secrets)
+    xapi.remove_vm_other_config(guest.ref, xapi_keys.PREPARE_PENDING)
+    return report
