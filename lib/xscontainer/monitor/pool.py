@@ -27,7 +27,7 @@ from xscontainer.monitor.options import Settings
 from xscontainer.monitor.publisher import Publisher
 from xscontainer.monitor.worker import VMWorker
 from xscontainer.prepare import pending
-from xscontainer.xapi import Xapi, logout_ref
+from xscontainer.xapi import NULL_REF, Xapi, logout_ref
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +186,15 @@ class Supervisor:
     # -- pending TLS preparations of VMs on this host -----------------------------------------
 
     def _expire_pending_later(self, ref: str, record: Mapping[str, Any]) -> None:
-        """A VM resident here with a pending TLS preparation (plugin prepare,
-        generatecerts): undo it at its deadline unless it completes first, so that
-        the CD with the server key never stays longer (prepare/pending.py)."""
+        """A VM resident here (or halted, on the pool master) with a pending TLS
+        preparation (plugin prepare, generatecerts): undo it at its deadline unless
+        it completes first, so that the CD with the server key never stays longer
+        (prepare/pending.py)."""
         deadline = pending.deadline_of(record)
-        if deadline is None or record.get("resident_on") != self.this_host:
+        resident = record.get("resident_on")
+        ours = resident == self.this_host or (
+            self.is_master and (not resident or resident == NULL_REF))  # halted: the master's
+        if deadline is None or not ours:
             self._expiries.pop(ref, None)
             return
         if self._expiries.get(ref) == deadline:

@@ -148,8 +148,7 @@ def on_diagnose(guest: "Guest") -> Tuple["Guest", str]:
             current = Guest.load(guest.xapi, guest.uuid)
             if read(current.other_config) is None:
                 return current, ""
-            current.require_running()
-            tlsmode.advance(console, current)
+            tlsmode.advance(console, current)  # undoes a due one even if the VM is halted
     except errors.PrepareInProgress:
         return guest, "a preparation of this VM is running"
     except common.NotWorking as exc:
