@@ -216,3 +216,42 @@ def test_key_login_works_as_the_new_user(lab: labctl.Lab,
     with pytest.raises(XenAPI.Failure):
         lab.call_plugin(vm.host, "get_inspect", {"vmuuid": vm.uuid, "object": "no-such-c"})
     assert base64.b64decode(other_config(lab, vm)["xscontainer-sshhostkey"])
+
+
+def test_password_secret_and_expected_host_key_for_scripts(
+        lab: labctl.Lab, guest_user: Tuple[labctl.VM, str, str]) -> None:
+    """--password-secret takes the password from a XAPI secret and destroys it,
+    also when the VM presents another host key than --ssh-host-key."""
+    vm, user, password = guest_user
+    before = secrets(lab)
+    with lab.xapi_session() as s:
+        s.xenapi.VM.remove_from_other_config(s.xenapi.VM.get_by_uuid(vm.uuid),
+                                             "xscontainer-sshhostkey")
+    config = other_config(lab, vm)
+
+    def password_secret() -> str:
+        with lab.xapi_session() as s:
+            return str(s.xenapi.secret.get_uuid(s.xenapi.secret.create({"value": password})))
+
+    other_key = Path(lab.pool_key["public"]).read_text().strip()
+    refused = prepare(lab, vm, "-u", user, "--yes", "--password-secret", password_secret(),
+                      "--ssh-host-key", other_key)
+    assert refused.returncode == 1
+    assert "not the key given as sshhostkey" in one_error_line(refused)
+    assert secrets(lab) == before
+    assert other_config(lab, vm) == config
+    assert authorized_keys(lab, vm, user) == ""
+
+    host_key = Path(vm.ssh_host_key).read_text().strip()
+    done = prepare(lab, vm, "-u", user, "--yes", "--password-secret", password_secret(),
+                   "--ssh-host-key", host_key)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Result: container management works for this VM." in done.stdout
+    assert password not in done.stdout + done.stderr
+    assert secrets(lab) == before
+    assert other_config(lab, vm)["xscontainer-sshhostkey"] == host_key.split()[1]
+
+    both = lab.dom0_run(vm.host, [PROG, "-v", vm.uuid, "-u", user, "--password-stdin",
+                                  "--password-secret", "x"])
+    assert both.returncode == 2
+    assert "either --password-stdin or --password-secret" in one_error_line(both)
