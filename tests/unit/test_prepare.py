@@ -107,6 +107,29 @@ def test_key_installer_takes_the_key_as_data_only(tmp_path: Path) -> None:
     assert "'" not in sshmode.INSTALL_KEY_SCRIPT and "\\" not in sshmode.INSTALL_KEY_SCRIPT
 
 
+def remove(home: Path, line: str = KEY) -> subprocess.CompletedProcess:  # type: ignore[type-arg]
+    return subprocess.run(["/bin/sh", "-c", sshmode.REMOVE_KEY_SCRIPT], input=line + "\n",
+                          env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=10, check=False)
+
+
+def test_key_remover_takes_back_only_the_pool_key(tmp_path: Path) -> None:
+    (tmp_path / ".ssh").mkdir(mode=0o700)
+    keys = tmp_path / ".ssh/authorized_keys"
+    keys.write_text("ssh-ed25519 AAAAother me\n")
+    os.chmod(str(keys), 0o600)
+    assert install(tmp_path).returncode == 0
+    inode = os.stat(str(keys)).st_ino
+    assert remove(tmp_path).returncode == 0
+    assert keys.read_text() == "ssh-ed25519 AAAAother me\n"
+    assert os.stat(str(keys)).st_ino == inode
+    assert oct(os.stat(str(keys)).st_mode & 0o777) == "0o600"
+    assert sorted(os.listdir(str(tmp_path / ".ssh"))) == ["authorized_keys"]
+    assert remove(tmp_path / "none").returncode == 4  # no home: nothing to take back
+    assert "'" not in sshmode.REMOVE_KEY_SCRIPT and "\\" not in sshmode.REMOVE_KEY_SCRIPT
+
+
 # -- command line -----------------------------------------------------------------------
 
 
@@ -124,6 +147,10 @@ def run_cli(argv: List[str], capsys: pytest.CaptureFixture) -> "tuple[int, str, 
     (["-v", VM, "--mode", "tls", "--client-cert", "a"], "all of --client-cert FILE"),
     (["-v", VM, "--mode", "tls", "--generate-certs", "--ca-cert", "a"], "not both"),
     (["-v", VM, "--mode", "tls", "--generate-certs", "--password-stdin"], "for --mode ssh"),
+    (["-v", VM, "--mode", "tls", "--generate-certs", "--password-secret", "s"], "for --mode ssh"),
+    (["-v", VM, "--mode", "tls", "--generate-certs", "--ssh-host-key", "k"], "for --mode ssh"),
+    (["-v", VM, "-u", "core", "--password-stdin", "--password-secret", "s"],
+     "either --password-stdin or --password-secret"),
     (["-u", "core"], "the following arguments are required: -v/--vmuuid"),
     (["-v", VM, "--mode", "rdp"], "invalid choice"),
 ])
