@@ -238,3 +238,50 @@ def test_collector_asks_nothing_and_keeps_what_is_said() -> None:
     assert console.text() == "one\ntwo"
     with pytest.raises(Exception, match="passwordsecret"):
         console.password("Password: ", False)
+
+
+# -- the monitor's part: expiry scheduled for the deadline ----------------------------------
+
+
+def test_the_monitor_schedules_the_expiry_of_vms_of_its_host(server: FakeXapiServer,
+                                                              xapi: Xapi) -> None:
+    from xscontainer.monitor.options import Settings  # noqa: PLC0415
+    from xscontainer.monitor.pool import Supervisor  # noqa: PLC0415
+
+    from .test_monitor_pool import HERE, THERE, FakePublisher, vm  # noqa: PLC0415
+
+    deadline = int(time.time()) + 30
+    ref, vdi, _vbd, _secrets = vm_with_pending_cd(server, deadline)
+    config = dict(server.record("VM", ref)["other_config"])
+    publisher = FakePublisher()
+    sup = Supervisor(publisher, Settings(), lambda r, rec: None)  # type: ignore[arg-type,return-value]
+    sup.full_load({}, HERE, THERE)
+
+    sup.on_record("OpaqueRef:elsewhere", vm("x", resident_on=THERE, other_config=config))
+    sup.on_record("OpaqueRef:halted", vm("h", resident_on=NULL_REF, power_state="Halted",
+                                         other_config=config))  # the master's, not ours
+    assert publisher.jobs == []
+    sup.on_record(ref, vm("p", other_config=config))
+    sup.on_record(ref, vm("p", other_config=config))  # the same deadline: scheduled once
+    assert len(publisher.jobs) == 1
+    name, job, delay = publisher.jobs[0]
+    assert "pending TLS preparation" in name
+    assert 28 < delay <= 31
+
+    job(xapi)  # run early: not due, so it looks again at the deadline
+    assert vdi in server.records("VDI")
+    assert len(publisher.jobs) == 2 and 28 < publisher.jobs[1][2] <= 31
+    state = pending.read(server.record("VM", ref)["other_config"])
+    assert state is not None
+    state.deadline = 0
+    server.record("VM", ref)["other_config"][xapi_keys.PREPARE_PENDING] = state.encode()
+    publisher.jobs[1][1](xapi)
+    assert vdi not in server.records("VDI")
+    assert xapi_keys.PREPARE_PENDING not in server.record("VM", ref)["other_config"]
+    assert len(publisher.jobs) == 2  # nothing left to look at
+
+    master = Supervisor(FakePublisher(), Settings(), lambda r, rec: None)  # type: ignore[arg-type,return-value]
+    master.full_load({}, HERE, HERE)
+    master.on_record("OpaqueRef:halted", vm("h", resident_on=NULL_REF, power_state="Halted",
+                                            other_config=config))
+    assert len(master.publisher.jobs) == 1  # type: ignore[attr-defined]
