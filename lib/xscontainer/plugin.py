@@ -38,7 +38,13 @@ def _guest_ref(xapi: Xapi, args: Dict[str, str]) -> str:
 
 
 def register(xapi: Xapi, args: Dict[str, str]) -> str:
+    """Set the registration flag to True. A VM already registered is left as it
+    is: rewriting the flag (remove, then add) would show it absent for a moment."""
     vm = _guest_ref(xapi, args)
+    flag = xapi.vm_other_config(vm).get(xapi_keys.MONITOR)
+    if flag is not None and flag.strip().lower() == "true":
+        log.info("VM %s is registered for monitoring already", args["vmuuid"])
+        return ""
     xapi.set_vm_other_config(vm, xapi_keys.MONITOR, "True")
     log.info("registered VM %s for monitoring", args["vmuuid"])
     return ""

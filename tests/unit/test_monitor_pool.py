@@ -177,3 +177,43 @@ def test_stop_all_withdraws_every_monitored_vm(sup):
         ("withdraw", "OpaqueRef:a"), ("withdraw", "OpaqueRef:b")}
     sup.on_record("OpaqueRef:c", vm("c"))  # nothing starts once stopped
     assert "OpaqueRef:c" not in sup.fake_workers
+
+
+def _event(ref, record):
+    return [{"class": "vm", "operation": "mod", "ref": ref, "snapshot": record}]
+
+
+def test_a_flag_removed_and_added_again_keeps_the_worker_and_the_data(sup):
+    sup.full_load({"OpaqueRef:a": vm("a")}, HERE, HERE)
+    worker = sup.fake_workers["OpaqueRef:a"]
+    sup.on_events(_event("OpaqueRef:a", vm("a", other_config={"docker_ps": "<x/>"})))
+    assert not worker.stopped and sup.workers() == [worker]
+    ((_name, settle, delay),) = [j for j in sup.publisher.jobs if "registration" in j[0]]
+    assert delay == sup.flag_settle > 0
+    sup.on_events(_event("OpaqueRef:a", vm("a")))  # the add of remove-then-add
+    settle(None)  # the settle time passes: nothing to do any more
+    assert not worker.stopped and sup.workers() == [worker]
+    assert not [c for c in sup.publisher.calls if c[0] == "withdraw"]
+
+
+def test_a_flag_that_stays_absent_stops_monitoring_after_the_settle_time(sup):
+    sup.full_load({"OpaqueRef:a": vm("a")}, HERE, HERE)
+    worker = sup.fake_workers["OpaqueRef:a"]
+    gone = vm("a", other_config={"docker_ps": "<x/>"})
+    sup.on_events(_event("OpaqueRef:a", gone))
+    sup.on_events(_event("OpaqueRef:a", gone))  # another event: still one check
+    (settle,) = [j[1] for j in sup.publisher.jobs if "registration" in j[0]]
+    assert not worker.stopped
+    settle(None)
+    assert worker.stopped and sup.workers() == []
+    assert sup.publisher.calls[-1] == ("withdraw", "OpaqueRef:a")
+
+
+def test_a_flag_set_to_false_or_a_migration_stops_at_once(sup):
+    sup.full_load({"OpaqueRef:a": vm("a"), "OpaqueRef:b": vm("b")}, HERE, HERE)
+    sup.on_events(_event("OpaqueRef:a", vm("a", other_config={"xscontainer-monitor": "False"})))
+    sup.on_events(_event("OpaqueRef:b", vm("b", other_config={}, resident_on=THERE)))
+    assert sup.workers() == []
+    assert {c for c in sup.publisher.calls if c[0] == "withdraw"} == {
+        ("withdraw", "OpaqueRef:a"), ("withdraw", "OpaqueRef:b")}
+    assert not [j for j in sup.publisher.jobs if "registration" in j[0]]

@@ -99,3 +99,10 @@ def test_docker_values_and_tls_uuids():
 ])
 def test_stale_halted(record, stale):
     assert rules.is_stale_halted(record) is stale
+
+
+def test_flag_absent_only_when_the_key_is_missing():
+    assert rules.flag_absent({"other_config": {}})
+    assert rules.flag_absent({})
+    assert not rules.flag_absent({"other_config": {"xscontainer-monitor": "False"}})
+    assert not rules.flag_absent({"other_config": {"xscontainer-monitor": "True"}})

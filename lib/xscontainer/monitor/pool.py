@@ -13,6 +13,12 @@ records to its worker and its docker values to the publisher, stop the worker
 and withdraw the docker keys when the VM must no longer be monitored here, and
 (pool master only) clean up TLS secrets of destroyed VMs and docker keys left
 on halted VMs. It also restarts any worker whose thread died.
+
+A registration flag that vanishes (not one set to False) does not stop the
+monitoring at once: rewriting the key as a single-key edit (remove, then add, as
+a repeated register or another client does) shows it absent for a moment. The
+worker keeps running and the published data stays; only if the flag is still
+absent FLAG_SETTLE seconds later does the monitoring stop and the data go.
 """
 
 import logging
@@ -20,7 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set
 
-from xscontainer import errors
+from xscontainer import errors, xapi_keys
 from xscontainer.monitor import rules, secrets, xapiconn
 from xscontainer.monitor.coalesce import Backoff
 from xscontainer.monitor.options import Settings
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 
 WorkerFactory = Callable[[str, Mapping[str, Any]], VMWorker]
 EVENT_CLASSES = ["vm", "pool"]
+FLAG_SETTLE = 5.0  # seconds a vanished registration flag has to come back
 
 
 class Supervisor:
@@ -51,6 +58,9 @@ class Supervisor:
         self._known: Set[str] = set()  # every VM ref seen
         self._sweeps: Set[str] = set()
         self._expiries: Dict[str, int] = {}  # VM ref -> deadline of its pending preparation
+        self._settling: Dict[str, int] = {}  # VM ref -> generation of its vanished flag
+        self._generation = 0
+        self.flag_settle = FLAG_SETTLE
         self._stopped = False
         self.restarts = 0
 
@@ -91,7 +101,7 @@ class Supervisor:
                         log.info("the pool master is now %s%s", master,
                                  " (this host)" if self.is_master else "")
 
-    def on_record(self, ref: str, record: Mapping[str, Any]) -> None:
+    def on_record(self, ref: str, record: Mapping[str, Any], may_settle: bool = True) -> None:
         with self._lock:
             if self._stopped or self.this_host is None:
                 return
@@ -103,6 +113,9 @@ class Supervisor:
             current = rules.docker_values(record)
             if reason is None:
                 self._records[ref] = dict(record)
+                if self._settling.pop(ref, None) is not None:
+                    log.info("VM %s is registered again; its monitoring goes on",
+                             record.get("uuid"))
                 if worker is None:
                     self.publisher.track(ref, str(record.get("uuid", "")), current)
                     self._start(ref, record)
@@ -110,7 +123,14 @@ class Supervisor:
                     worker.update(record)
                     self.publisher.observe(ref, current)
                 return
+            if may_settle and worker is not None and rules.flag_absent(record) \
+                    and self.flag_settle > 0 \
+                    and rules.why_not_monitored(self._with_flag(record), self.this_host) is None:
+                self._records[ref] = dict(record)
+                self._settle_later(ref, record)
+                return
             self._records.pop(ref, None)
+            self._settling.pop(ref, None)
             if worker is not None:
                 log.info("stopping monitoring VM %s: %s", record.get("uuid"), reason)
                 self._retire(ref)
@@ -118,10 +138,41 @@ class Supervisor:
             elif self.is_master and rules.is_stale_halted(record):
                 self._sweep_later(ref)
 
+    @staticmethod
+    def _with_flag(record: Mapping[str, Any]) -> Dict[str, Any]:
+        """The record as it would be with the registration flag set to True."""
+        config = rules.other_config(record)
+        config[xapi_keys.MONITOR] = "True"
+        changed = dict(record)
+        changed["other_config"] = config
+        return changed
+
+    def _settle_later(self, ref: str, record: Mapping[str, Any]) -> None:
+        """The flag of a monitored VM vanished: decide FLAG_SETTLE seconds later."""
+        if ref in self._settling:
+            return
+        self._generation += 1
+        generation = self._settling[ref] = self._generation
+        log.info("the registration flag of VM %s vanished; monitoring goes on unless it "
+                 "stays absent for %.1f s", record.get("uuid"), self.flag_settle)
+
+        def settle(_xapi: Xapi) -> None:
+            with self._lock:
+                if self._settling.get(ref) != generation:
+                    return  # registered again, or decided otherwise meanwhile
+                del self._settling[ref]
+                latest = self._records.get(ref)
+                if latest is not None:
+                    self.on_record(ref, latest, may_settle=False)
+
+        self.publisher.submit("checking the registration flag of VM %s" % ref, settle,
+                              self.flag_settle)
+
     def on_delete(self, ref: str) -> None:
         with self._lock:
             self._known.discard(ref)
             self._records.pop(ref, None)
+            self._settling.pop(ref, None)
             if ref in self._workers:
                 log.info("VM %s was destroyed; stopping its monitoring", ref)
                 self._retire(ref)

@@ -50,6 +50,13 @@ def why_not_monitored(record: Mapping[str, Any], this_host: str) -> Optional[str
     return None
 
 
+def flag_absent(record: Mapping[str, Any]) -> bool:
+    """The registration flag is missing altogether: possibly only for a moment,
+    as a single-key edit (remove_from_other_config, then add_to_other_config)
+    rewrites it. A flag set to anything but true is a deliberate decision."""
+    return other_config(record).get(xapi_keys.MONITOR) is None
+
+
 def should_monitor(record: Mapping[str, Any], this_host: str) -> bool:
     return why_not_monitored(record, this_host) is None
 
