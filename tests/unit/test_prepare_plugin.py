@@ -28,7 +28,9 @@ def run_dir(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def server() -> FakeXapiServer:
-    return FakeXapiServer()
+    fake = FakeXapiServer()
+    fake.add("pool")  # a pool always has its pool object
+    return fake
 
 
 @pytest.fixture
@@ -285,3 +287,23 @@ def test_the_monitor_schedules_the_expiry_of_vms_of_its_host(server: FakeXapiSer
     master.on_record("OpaqueRef:halted", vm("h", resident_on=NULL_REF, power_state="Halted",
                                             other_config=config))
     assert len(master.publisher.jobs) == 1  # type: ignore[attr-defined]
+
+
+def test_xscontainers_own_secrets_are_never_taken_as_arguments(server: FakeXapiServer,
+                                                                xapi: Xapi) -> None:
+    """The pool's private key or a VM's TLS key passed as a password or certificate
+    secret is refused: not read (it would go to the guest), not destroyed."""
+    _ref, private = secret(server, "-----BEGIN RSA PRIVATE KEY-----")
+    _ref, tls_key = secret(server, "-----BEGIN EC PRIVATE KEY-----")
+    pool_ref = next(iter(server.records("pool")))
+    server.record("pool", pool_ref)["other_config"][xapi_keys.POOL_PRIVATE_KEY_SECRET] = private
+    server.add("VM", power_state="Halted",
+               other_config={xapi_keys.TLS_CLIENT_KEY: tls_key})
+    vm = server.add("VM", power_state="Running")
+    vm_uuid = server.record("VM", vm)["uuid"]
+    for args in ({"passwordsecret": private},
+                 {"mode": "tls", "clientcertsecret": tls_key, "clientkeysecret": tls_key,
+                  "cacertsecret": tls_key}):
+        with pytest.raises(errors.InvalidArgument, match="keeps for itself"):
+            call.prepare(xapi, dict(args, vmuuid=vm_uuid))
+    assert {private, tls_key} <= secret_uuids(server)

@@ -21,9 +21,9 @@ would raise for the same fault (so the usual codes), with nothing stored.
 """
 
 import logging
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
-from xscontainer import certs, errors, tlssecrets
+from xscontainer import certs, errors, tlssecrets, xapi_keys
 from xscontainer.guest import Guest
 from xscontainer.prepare import common, lock, pending
 from xscontainer.prepare.console import Aborted, Collector
@@ -55,9 +55,41 @@ def _seconds(args: Dict[str, str], vm_uuid: str) -> int:
     return value
 
 
+def _own_secrets(xapi: Xapi) -> Set[str]:
+    """The secrets xscontainer keeps: the pool's SSH key pair, every VM's TLS secrets
+    and those of pending TLS preparations."""
+    pool = xapi.pool_other_config()
+    own = {pool.get(k, "").strip() for k in (xapi_keys.POOL_PRIVATE_KEY_SECRET,
+                                              xapi_keys.POOL_PUBLIC_KEY_SECRET)}
+    records = xapi.call("VM.get_all_records")
+    own |= tlssecrets.referenced(records)
+    for record in records.values():
+        state = pending.read(record.get("other_config") or {})
+        if state is not None:
+            own |= set(state.secrets.values())
+    own.discard("")
+    return own
+
+
+def _refuse_own_secrets(xapi: Xapi, args: Dict[str, str], vm_uuid: str) -> None:
+    """A secret argument is read (and sent to the guest) and then destroyed: never
+    one of xscontainer's own, such as the pool's private key."""
+    given = {k: str(args.get(k, "")).strip() for k in ("passwordsecret", *CERT_ARGS)}
+    if not any(given.values()):
+        return
+    own = _own_secrets(xapi)
+    wrong = sorted(k for k, uuid in given.items() if uuid and uuid in own)
+    if wrong:
+        raise errors.InvalidArgument(
+            "%s names a secret xscontainer keeps for itself (the pool's SSH key or a VM's "
+            "TLS certificates); pass a secret made for this call (xe secret-create)."
+            % ", ".join(wrong), vm_uuid)
+
+
 def prepare(xapi: Xapi, args: Dict[str, str]) -> str:
     vm_uuid = str(args["vmuuid"]).strip()
     password_secret = str(args.get("passwordsecret", "")).strip()
+    _refuse_own_secrets(xapi, args, vm_uuid)  # before anything is read or destroyed
     try:
         return _prepare(xapi, args, vm_uuid, password_secret)
     finally:
