@@ -7,8 +7,16 @@ library modules just use ``logging.getLogger(__name__)``.
 
 Code must not log secrets in the first place. `RedactingFilter` is only a safety
 net for PEM blocks, ``session_id=`` values and ``'password': ...`` items.
+
+Guest text is data. A guest's tenant controls what its SSH server and Docker
+engine say, so every message is written as exactly one line: newlines, carriage
+returns and other control characters in it are escaped (``\\n``, ``\\x1b``), and
+the lines of a traceback are indented, so that nothing a guest said can pass for
+a log line of ours. `guest_text` also shortens a guest's text for error messages.
+The log file is created mode 0640 (a wider one is narrowed when opened).
 """
 
+import io
 import logging
 import logging.handlers
 import os
@@ -43,6 +51,41 @@ _PASSWORD_ITEM = re.compile(
 )
 
 
+# C0 controls but tab, DEL, C1 controls and the Unicode line and paragraph separators
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+GUEST_TEXT_LIMIT = 300
+LOG_FILE_MODE = 0o640
+
+
+def _escape_one(match: Any) -> str:
+    char = match.group(0)
+    named = _NAMED.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code
+
+
+def escape_controls(text: str) -> str:
+    """`text` as one line: newlines and other control characters escaped."""
+    return _CONTROL.sub(_escape_one, text)
+
+
+def guest_text(text: object, limit: int = GUEST_TEXT_LIMIT) -> str:
+    """Something a guest said, fit for an error message or a log line: control
+    characters escaped, at most about `limit` characters (the rest counted)."""
+    escaped = escape_controls(str(text))
+    if len(escaped) <= limit:
+        return escaped
+    return "%s... (%d more characters)" % (escaped[:limit], len(escaped) - limit)
+
+
+def _indent(text: str) -> str:
+    """A traceback's lines, each indented (control characters but newlines escaped)."""
+    return "\n".join("  " + escape_controls(line) for line in text.split("\n"))
+
+
 def redact(text: str) -> str:
     """Mask PEM blocks, ``session_id=`` values and the values of password items."""
     text = _PEM_BLOCK.sub(lambda m: "<redacted %s>" % (m.group(1) or "PEM block"), text)
@@ -50,8 +93,12 @@ def redact(text: str) -> str:
     return _PASSWORD_ITEM.sub(r"\g<key>'" + REDACTED + "'", text)
 
 
+_DONE = "_xscontainer_cleaned"
+
+
 class RedactingFilter(logging.Filter):
-    """Rewrites each record's message and traceback text through `redact`."""
+    """Rewrites each record's message and traceback text through `redact`; the
+    message as one line (`escape_controls`), a traceback's lines indented."""
 
     _formatter = logging.Formatter()
 
@@ -60,14 +107,17 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format call: emit() fails on it too, quietly
             return True
-        record.msg = redact(message)
+        record.msg = escape_controls(redact(message))
         record.args = ()
+        if getattr(record, _DONE, False):
+            return True  # a second handler: exc_text is rewritten already
         if record.exc_info and not record.exc_text:
             record.exc_text = self._formatter.formatException(record.exc_info)
         if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+            record.exc_text = _indent(redact(record.exc_text))
         if record.stack_info:
-            record.stack_info = redact(record.stack_info)
+            record.stack_info = _indent(redact(record.stack_info))
+        setattr(record, _DONE, True)
         return True
 
 
@@ -79,6 +129,23 @@ class _SilentErrorsMixin:
 
 
 class _FileHandler(_SilentErrorsMixin, logging.handlers.WatchedFileHandler):
+    def _open(self) -> Any:
+        # created 0640 whatever the umask; an existing file readable by others
+        # (made by an older version, or by hand) is narrowed when we own it
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(self.baseFilename, flags, LOG_FILE_MODE)
+        try:
+            mode = os.fstat(fd).st_mode & 0o777
+            if mode & ~LOG_FILE_MODE:
+                try:
+                    os.fchmod(fd, mode & LOG_FILE_MODE)
+                except OSError:
+                    pass  # not ours to change
+            return io.open(fd, "a", encoding=self.encoding)
+        except BaseException:
+            os.close(fd)
+            raise
+
     def emit(self, record: logging.LogRecord) -> None:
         # WatchedFileHandler reopens the file outside logging's own error handling:
         # if that fails (log directory gone), the caller would get the exception.

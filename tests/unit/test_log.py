@@ -332,3 +332,56 @@ def test_sigpipe_is_ignored_so_broken_pipes_raise(env: Tuple[str, str], hooks: L
     with pytest.raises(BrokenPipeError):  # instead of a silent death by SIGPIPE
         writer.sendall(b"x" * 65536)
     writer.close()
+
+
+FAKE = "fine\n2026-01-01 00:00:00,000 plugin[1] INFO xscontainer.plugin: all is well\x1b[2J"
+
+
+def test_guest_text_cannot_forge_a_log_line(env: Tuple[str, str]) -> None:
+    log_file, _ = env
+    log.configure("plugin")
+    logger = logging.getLogger("xscontainer.unit")
+    logger.warning("the guest said %s", FAKE)
+    try:
+        raise RuntimeError(FAKE)
+    except RuntimeError:
+        logger.exception("it failed\r\nagain")
+    lines = read(log_file).splitlines()
+    # the message is one line; every traceback line is indented
+    assert lines[0].endswith(
+        "the guest said fine\\n2026-01-01 00:00:00,000 plugin[1] INFO xscontainer.plugin: "
+        "all is well\\x1b[2J")
+    assert lines[1].endswith("it failed\\r\\nagain")
+    assert lines[2] == "  Traceback (most recent call last):"
+    assert all(line.startswith("  ") for line in lines[2:])
+    assert "  2026-01-01 00:00:00,000 plugin[1] INFO" in read(log_file)
+    assert "\x1b" not in read(log_file)
+    assert sum(1 for line in lines if line.startswith("2026-01-01")) == 0
+
+
+def test_guest_text_escapes_and_shortens_once() -> None:
+    assert log.guest_text("a\nb\x00c\u2028\x85\tz") == "a\\nb\\x00c\\u2028\\x85\tz"
+    long = log.guest_text("é" * 1000)
+    assert long == "é" * 300 + "... (700 more characters)"
+    assert log.guest_text("x" * 300) == "x" * 300
+
+
+def test_the_log_file_is_created_0640_and_narrowed(env: Tuple[str, str]) -> None:
+    log_file, _ = env
+    old = os.umask(0)
+    try:
+        log.configure("plugin")
+        logging.getLogger("xscontainer.unit").info("x")
+    finally:
+        os.umask(old)
+    assert os.stat(log_file).st_mode & 0o777 == 0o640
+    os.chmod(log_file, 0o666)
+    log.configure("monitor")  # reopened: narrowed to 0640
+    assert os.stat(log_file).st_mode & 0o777 == 0o640
+
+
+def test_the_logrotate_entry_creates_0640() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, "..", "..", "packaging", "xscontainer.logrotate")) as f:
+        text = f.read()
+    assert "create 0640 root root" in text and "0644" not in text
