@@ -11,11 +11,13 @@ import ipaddress
 import logging
 import re
 import ssl
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional
 
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
+from xscontainer import log as xlog
 from xscontainer.docker_api import DockerClient
 from xscontainer.transport import SSH_PORT, Material, Timeouts, tlscontext
+from xscontainer.transport import base as transport_base
 from xscontainer.transport import ssh as ssh_transport
 from xscontainer.transport import tls as tls_transport
 from xscontainer.xapi import NULL_REF, Xapi
@@ -28,13 +30,19 @@ MODES = ("ssh", "tls")
 _DEVICE_KEY = re.compile(r"^(\d+)/")
 
 
-def candidate_addresses(networks: Optional[Mapping[str, str]]) -> List[str]:
+def candidate_addresses(networks: Optional[Mapping[str, str]],
+                        own: FrozenSet[str] = frozenset(),
+                        host_internal: Optional[bool] = None) -> List[str]:
     """IPv4 addresses from a guest-metrics networks map, in the order to try them.
 
-    Link-local (169.254.*) first: that is the host-internal management network,
-    reachable from dom0 even when the VM's other networks are not. Then the rest,
-    by device number. IPv6 is ignored (as clients do); duplicates (the same
-    address under `0/ip` and `0/ipv4/0`) are tried once.
+    The guest reports these itself, so only plausible ones are kept
+    (transport.base.plausible): no loopback, multicast, broadcast or reserved
+    address, none of this host's own addresses (`own`), and link-local (169.254.*)
+    only when that is the host-internal management network (`host_internal`; None:
+    when this host has such an address itself). Link-local first: the host-internal
+    network is reachable from dom0 even when the VM's other networks are not. Then
+    the rest, by device number. IPv6 is ignored (as clients do); duplicates (the
+    same address under `0/ip` and `0/ipv4/0`) are tried once.
     """
     if not networks:
         return []
@@ -50,7 +58,8 @@ def candidate_addresses(networks: Optional[Mapping[str, str]]) -> List[str]:
             address = ipaddress.ip_address(value)
         except ValueError:
             continue
-        if address.version == 4 and value not in found:
+        if address.version == 4 and value not in found \
+                and transport_base.plausible(value, own, host_internal):
             found.append(value)
     link_local = [a for a in found if a.startswith("169.254.")]
     return link_local + [a for a in found if not a.startswith("169.254.")]
@@ -124,7 +133,15 @@ class Guest:
                 % self.where,
                 self.uuid,
             )
-        found = candidate_addresses(networks)
+        found = candidate_addresses(networks, transport_base.local_addresses())
+        if not found and any(v.strip() for v in networks.values()):
+            raise errors.NoIP(
+                "The guest tools of %s report no address xscontainer can use (%s): loopback, "
+                "link-local, broadcast and this host's own addresses are not tried. Check "
+                "the VM's network configuration." % (
+                    self.where, xlog.guest_text(", ".join(sorted(set(networks.values()))), 200)),
+                self.uuid,
+            )
         if not found:
             raise errors.NoIP(
                 "The guest tools of %s report no IPv4 address. Check the VM's network "
