@@ -17,6 +17,7 @@ from typing import Dict, List, Optional
 from xscontainer import docker_api, errors, poolkey, transport, xapi_keys
 from xscontainer.diagnose_report import Chain, Report, Step
 from xscontainer.guest import Guest
+from xscontainer.log import guest_text
 from xscontainer.transport import SSH_PORT, Timeouts
 from xscontainer.transport import ssh as ssh_transport
 
@@ -61,6 +62,12 @@ def diagnose(guest: Guest, timeouts: Optional[Timeouts] = None) -> Report:
     chain = Chain(report)
     try:
         _diagnose(guest, chain, timeouts)
+    except Exception as exc:  # whatever a guest made a library raise: a failed step
+        log.warning("diagnosing %s: unexpected %s: %s", guest.where, type(exc).__name__,
+                    guest_text(str(exc)))
+        log.debug("diagnosing %s failed unexpectedly", guest.where, exc_info=True)
+        chain.fail("the next check", "it failed unexpectedly (%s: %s)" % (
+            type(exc).__name__, guest_text(str(exc) or "no message")))
     finally:
         if guest.other_config.get(xapi_keys.MODE, "ssh") != "tls":
             chain.skip_rest(_ssh_plan(guest.username))
@@ -115,6 +122,10 @@ def _ssh_checks(chain: Chain, guest: Guest, sock: object, address: str,
         return None
     except errors.XSContainerError as exc:
         chain.fail("SSH connection to %s" % address, exc.message)
+        return None
+    except Exception as exc:  # a library's own error: the guest's doing, still a step
+        chain.fail("SSH connection to %s" % address, "%s: %s" % (
+            type(exc).__name__, guest_text(str(exc) or "no message")))
         return None
     chain.check("the VM's SSH host key matches the pinned key", lambda: None,
                 lambda _: "yes" if pinned else "no key pinned yet (pinned at first use)")

@@ -18,6 +18,7 @@ import logging
 import queue
 import socket
 import struct
+import threading
 import time
 from typing import Any, Callable, Deque, List, Optional, Tuple
 
@@ -29,10 +30,24 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from xscontainer import errors, xapi_keys
+from xscontainer.log import guest_text
 from xscontainer.transport.base import DEFAULT_MAX_RESPONSE_BYTES, BoundedAdapter, Timeouts
 
 log = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
+
+
+class _NoTransportDumps(logging.Filter):
+    """paramiko's transport thread logs each of its failures at ERROR as a traceback,
+    line by line, quoting what the guest sent; the same failure reaches us as an
+    exception, reported once and shortened. Its other messages are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.ERROR
+
+
+logging.getLogger("paramiko.transport").addFilter(_NoTransportDumps())
+
 
 DOCKER_SOCKET = "/var/run/docker.sock"
 BRIDGE_COMMAND = (
@@ -176,12 +191,22 @@ class SSHSession:
         """Handshake (host key checked), `authenticate`, keepalives; closed on failure."""
         session = cls._handshake(sock, address, username, pinned_key_b64, vm_uuid, timeouts)
         try:
+            timeouts = timeouts or Timeouts()
+            watchdog = _Watchdog(timeouts.auth, session.transport)
             try:
                 authenticate(session.transport)
-            except (paramiko.SSHException, OSError, EOFError) as exc:
+            except errors.XSContainerError:
+                raise
+            except Exception as exc:
+                if watchdog.fired:
+                    raise errors.Timeout(
+                        "The SSH server of the VM at %s did not finish authenticating "
+                        "within %gs." % (address, timeouts.auth), vm_uuid) from exc
                 raise errors.SSHError(
-                    "SSH authentication with %s failed: %s" % (address, _text(exc))
+                    "SSH authentication with %s failed: %s" % (address, guest_text(_text(exc)))
                 ) from exc
+            finally:
+                watchdog.cancel()
             session.transport.set_keepalive(KEEPALIVE_SECONDS)
             return session
         except BaseException:
@@ -201,16 +226,39 @@ class SSHSession:
         if pinned_key_b64:
             _restrict_host_key_types(transport, key_type_of(pinned_key_b64))
         session = cls(transport, address, username, timeouts)
+        # a deadline for the handshake as a whole: paramiko's own timeouts are per
+        # read, so an sshd that trickles its banner would otherwise keep us forever
+        watchdog = _Watchdog(timeouts.handshake, transport)
         try:
             try:
                 transport.start_client(timeout=timeouts.handshake)
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                if pinned_key_b64 and "host key" in str(exc).lower():
+            except Exception as exc:
+                text = _text(exc)
+                if pinned_key_b64 and "host key" in text.lower():
                     raise hostkey_mismatch(vm_uuid, address) from exc
+                if watchdog.fired or "timed out" in text.lower() or (
+                        "banner" in text.lower() and watchdog.elapsed() >= timeouts.handshake):
+                    raise errors.Timeout(
+                        "The SSH server of the VM at %s did not answer: no SSH handshake "
+                        "within %gs. Check that sshd runs in the VM and is not overloaded."
+                        % (address, timeouts.handshake), vm_uuid) from exc
+                if "banner" in text.lower() or "protocol version" in text.lower():
+                    raise errors.SSHError(
+                        "The SSH server of the VM at %s did not answer with an SSH banner "
+                        "(port 22 speaks something else, or closed the connection): %s."
+                        % (address, guest_text(text)), vm_uuid) from exc
+                if isinstance(exc, (EOFError, ConnectionError)):
+                    raise errors.SSHError(
+                        "The SSH server of the VM at %s closed the connection during the SSH "
+                        "handshake (%s). Check that sshd runs in the VM and accepts "
+                        "connections from this host." % (address, guest_text(text)),
+                        vm_uuid) from exc
                 raise errors.SSHError(
                     "SSH handshake with %s failed: %s. Check that sshd runs in the VM."
-                    % (address, _text(exc))
+                    % (address, guest_text(text)), vm_uuid
                 ) from exc
+            finally:
+                watchdog.cancel()
             if pinned_key_b64 and session.server_key_b64 != pinned_key_b64:
                 raise hostkey_mismatch(vm_uuid, address)
             return session
@@ -317,6 +365,35 @@ def _restrict_host_key_types(transport: paramiko.Transport, key_type: str) -> No
     usable = tuple(k for k in wanted if k in options.key_types)
     if usable:
         options.key_types = usable
+
+
+class _Watchdog:
+    """Closes a paramiko transport (and its socket) once `seconds` have passed,
+    which ends whatever paramiko waits for; `fired` says whether it did."""
+
+    def __init__(self, seconds: float, transport: paramiko.Transport) -> None:
+        self._started = time.monotonic()
+        self._transport = transport
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        sock = getattr(self._transport, "sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed already
+        self._transport.close()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def cancel(self) -> None:
+        self._timer.cancel()
 
 
 def _text(exc: BaseException) -> str:
