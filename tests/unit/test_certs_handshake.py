@@ -76,7 +76,15 @@ class Server:
                 conn.close()
 
     def close(self) -> None:
+        # close() alone leaves the thread blocked in accept(), and that accept can
+        # later take connections meant for a socket that reuses the descriptor
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        except OSError:
+            pass
         self.listener.close()
+        self.thread.join(10)  # a connection being served times out within 5 s
+        assert not self.thread.is_alive()
 
     def tls_socket(self, context: ssl.SSLContext, address: str = LOCAL) -> ssl.SSLSocket:
         sock = socket.create_connection((LOCAL, self.port), timeout=5)
