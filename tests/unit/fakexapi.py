@@ -758,8 +758,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         url = urlsplit(self.path)
         data = self._body()
-        if self.server.fake.down:
-            self._drop()
+        if self.server.fake.down or len(data) < int(self.headers.get("Content-Length") or 0):
+            self._drop()  # down, or the client stopped short: nothing is written
             return
         if url.path != "/import_raw_vdi":
             self._reply(404)
@@ -801,6 +801,9 @@ class _SocketServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path: str, fake: FakeXapiServer) -> None:
         self.fake = fake
         socketserver.UnixStreamServer.__init__(self, path, _Handler)
+        # serve_forever polls, then accepts: should the connection be gone by then,
+        # accept must not block (it would never see a shutdown request)
+        self.socket.setblocking(False)
 
 
 class Listener:
