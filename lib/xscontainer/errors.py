@@ -213,6 +213,13 @@ class NoSuchContainer(DockerError):
     code = "XSCONTAINER_NO_SUCH_CONTAINER"
 
 
+class MalformedReply(DockerError):
+    """The engine's reply is not what the Docker API answers: not JSON, cut short,
+    nested too deeply, or a JSON value of the wrong type."""
+
+    code = "XSCONTAINER_DOCKER_MALFORMED_REPLY"
+
+
 # --- everything else -----------------------------------------------------------
 
 

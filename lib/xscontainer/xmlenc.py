@@ -14,12 +14,44 @@ The shapes are fixed by what XenCenter and Xen Orchestra parse:
   and fast-xml-parser.
 
 Results are ``str``; encode them as UTF-8 where bytes are needed.
+
+Every document has a size limit in characters (the MAX_* below; for ASCII
+text, characters are bytes), checked while it is produced, so no input makes
+an encoder build more than its limit (plus one escaped string): docker_ps and
+docker_top end a list that would pass it with a marker row clients show, the
+other documents are refused with XSCONTAINER_RESPONSE_TOO_LARGE. Values nested
+deeper than MAX_DEPTH are refused with XSCONTAINER_DOCKER_MALFORMED_REPLY.
 """
 
 import collections.abc
 import functools
 import re
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from xscontainer import errors
+
+# Size limits (characters of XML). docker_ps: 1,000 containers as Docker 29
+# lists them take 2.2 MB with 5 labels each, 5.0 MB with 50 labels each.
+MAX_DOCKER_PS = 8 * 1024 * 1024
+# get_top: `ps -ef` rows are 100 to 400 characters: 10,000 processes or more.
+MAX_DOCKER_TOP = 4 * 1024 * 1024
+# get_inspect: a container's inspect document is 4 to 20 KB; environments and
+# labels of a few hundred KB still fit.
+MAX_DOCKER_INSPECT = 4 * 1024 * 1024
+# docker_info and docker_version: 3 KB and 1 KB from Docker 29.
+MAX_DOCKER_INFO = 1024 * 1024
+MAX_DOCKER_VERSION = 1024 * 1024
+# Docker's documents nest 6 levels at most.
+MAX_DEPTH = 64
+# What a cut list ends with: room kept for the marker row.
+_MARKER_ROOM = 1024
+# The marker's id: not a container reference (check_container_ref refuses it),
+# so a client pressing a button on the marker row gets INVALID_ARGUMENT.
+TRUNCATED_ID = "-truncated-"
+
+
+class _Overflow(Exception):
+    """The document would pass its limit."""
 
 PROLOG = '<?xml version="1.0" ?>'
 SPECIAL_ELEMENT = "SPECIAL_XS_ENCODED_ELEMENT"
@@ -92,30 +124,68 @@ def _scalar(value: Any) -> str:
     )
 
 
-def _element(parts: List[str], start: str, name: str, value: Any) -> None:
+class _Budget:
+    """Characters a document may still take: `used` against `limit`."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int, used: int = 0) -> None:
+        self.limit = limit
+        self.used = used
+
+    def take(self, size: int) -> None:
+        self.used += size
+        if self.used > self.limit:
+            raise _Overflow()
+
+
+def _element(parts: List[str], start: str, name: str, value: Any, budget: _Budget,
+             depth: int = 0) -> None:
     """Append the element `name` (opening tag begun by `start`) holding `value`."""
     # Strings first: most values are (and typing.Mapping checks are slow).
     if isinstance(value, str):
-        parts.append(start + ">" + _escape_text(value) + "</" + name + ">")
+        if len(value) > budget.limit - budget.used:  # cannot fit, even unescaped
+            raise _Overflow()
+        piece = start + ">" + _escape_text(value) + "</" + name + ">"
     elif isinstance(value, (list, tuple)):
         if not value:
-            parts.append(start + "/>")
-            return
-        parts.append(start + ">")
-        for child in value:
-            _element(parts, "<item", "item", child)
-        parts.append("</" + name + ">")
+            piece = start + "/>"
+        else:
+            if depth >= MAX_DEPTH:
+                raise _too_deep()
+            budget.take(len(start) + 1)
+            parts.append(start + ">")
+            for child in value:
+                _element(parts, "<item", "item", child, budget, depth + 1)
+            piece = "</" + name + ">"
     elif isinstance(value, collections.abc.Mapping):
         if not value:
-            parts.append(start + "/>")
-            return
-        parts.append(start + ">")
-        for key, child in value.items():
-            child_start, child_name = _tag(str(key))
-            _element(parts, child_start, child_name, child)
-        parts.append("</" + name + ">")
+            piece = start + "/>"
+        else:
+            if depth >= MAX_DEPTH:
+                raise _too_deep()
+            budget.take(len(start) + 1)
+            parts.append(start + ">")
+            for key, child in value.items():
+                child_start, child_name = _tag(str(key))
+                _element(parts, child_start, child_name, child, budget, depth + 1)
+            piece = "</" + name + ">"
     else:
-        parts.append(start + ">" + _scalar(value) + "</" + name + ">")
+        piece = start + ">" + _scalar(value) + "</" + name + ">"
+    budget.take(len(piece))
+    parts.append(piece)
+
+
+def _too_deep() -> errors.MalformedReply:
+    return errors.MalformedReply(
+        "The Docker engine's reply nests its values more than %d levels deep, which Docker "
+        "never does; check the engine in the VM." % MAX_DEPTH)
+
+
+def _too_large(what: str, limit: int) -> errors.ResponseTooLarge:
+    return errors.ResponseTooLarge(
+        "The %s would exceed %d characters, its size limit; it is not produced. Check what "
+        "the Docker engine in the VM reports." % (what, limit))
 
 
 def _document(root_name: str, body: List[str]) -> str:
@@ -125,16 +195,22 @@ def _document(root_name: str, body: List[str]) -> str:
     return "%s<%s>%s</%s>" % (PROLOG, root_name, "".join(body), root_name)
 
 
-def encode(root_name: str, value: Any) -> str:
+def encode(root_name: str, value: Any, limit: int = MAX_DOCKER_PS,
+           what: Optional[str] = None) -> str:
     """The XML document for the JSON-like `value` under the root `root_name`.
 
     `root_name` is ours and must be a plain name; data keys are encoded as the
-    module docstring says. Raises TypeError for values JSON cannot hold.
+    module docstring says. Raises TypeError for values JSON cannot hold,
+    ResponseTooLarge past `limit` characters (`what` names the document in the
+    message), MalformedReply past MAX_DEPTH levels.
     """
     if not is_plain_name(root_name):
         raise ValueError("invalid XML root element name %r" % root_name)
     parts = [PROLOG]
-    _element(parts, "<" + root_name, root_name, value)
+    try:
+        _element(parts, "<" + root_name, root_name, value, _Budget(limit, len(PROLOG)))
+    except _Overflow:
+        raise _too_large(what or root_name, limit) from None
     return "".join(parts)
 
 
@@ -236,22 +312,62 @@ def _ps_entry(container: Mapping) -> Dict[str, Any]:
     return entry
 
 
-def docker_ps(containers: Sequence[Mapping]) -> str:
+def _is_container(item: Any) -> bool:
+    if not isinstance(item, Mapping):
+        return False
+    for key, value in item.items():
+        if str(key).lower() == "id":
+            return isinstance(value, str) and bool(value)
+    return False
+
+
+def docker_ps(containers: Sequence[Any], limit: int = MAX_DOCKER_PS) -> str:
     """The ``docker_ps`` document from a ``GET /containers/json?all=1`` array.
 
     One ``<item><entry>`` per container with lower-cased top-level keys (nested
     keys keep Docker's case), ``names`` = first name without its ``/``,
     ``container`` = the first 10 characters of the id, ``status`` normalised and
     ``created`` in integer seconds. Accepts Docker's and Podman's compat shapes.
+
+    Items that are not containers (not an object, no string id) are dropped.
+    Containers that would take the document past `limit` characters are left
+    out, and a last entry says how many (id TRUNCATED_ID, status ``Truncated``,
+    the count in ``names``), so clients show it as one more row.
     """
     body: List[str] = []
-    for container in containers:
-        body.append("<item><entry>")
-        for key, value in _ps_entry(container).items():
-            start, name = _tag(key)
-            _element(body, start, name, value)
-        body.append("</entry></item>")
+    budget = _Budget(limit - _MARKER_ROOM, len(PROLOG) + 40)
+    items = [item for item in containers if _is_container(item)]
+    for index, container in enumerate(items):
+        entry: List[str] = ["<item><entry>"]
+        mark = budget.used
+        try:
+            for key, value in _ps_entry(container).items():
+                start, name = _tag(key)
+                _element(entry, start, name, value, budget)
+            budget.take(28)
+        except _Overflow:
+            budget.used = mark
+            left = len(items) - index
+            body.append(_ps_marker(left, limit))
+            break
+        entry.append("</entry></item>")
+        body.append("".join(entry))
     return _document("docker_ps", body)
+
+
+def _ps_marker(left: int, limit: int) -> str:
+    parts: List[str] = ["<item><entry>"]
+    marker = {
+        "id": TRUNCATED_ID, "names": "(%d more container%s not shown: docker_ps is limited to "
+        "%d characters)" % (left, "" if left == 1 else "s", limit),
+        "container": TRUNCATED_ID, "status": "Truncated", "created": "", "image": "",
+        "command": "", "ports": [],
+    }
+    for key, value in marker.items():
+        start, name = _tag(key)
+        _element(parts, start, name, value, _Budget(_MARKER_ROOM))
+    parts.append("</entry></item>")
+    return "".join(parts)
 
 
 # --- docker_top ----------------------------------------------------------------
@@ -286,27 +402,55 @@ def _top_cells(row: Any, width: int, joined: bool) -> List[str]:
     return cells[:width] + [PLACEHOLDER] * (width - len(cells))
 
 
-def docker_top(top: Mapping) -> str:
+def _top_row(titles: List[str], cells: List[str]) -> List[Tuple[str, str]]:
+    process = [
+        (title, PLACEHOLDER if title in _TOP_REQUIRED and not cell.strip() else cell)
+        for title, cell in zip(titles, cells)
+    ]
+    return process + [(required, PLACEHOLDER) for required in _TOP_REQUIRED
+                      if required not in titles]
+
+
+def docker_top(top: Mapping, limit: int = MAX_DOCKER_TOP) -> str:
     """The ``docker_top`` document from a ``GET /containers/{id}/top`` object.
 
     One ``<item><Process>`` per row with children named after the titles
     (``COMMAND`` -> ``CMD``; Podman's single-string title is split). Missing cells
     are ``-``, and ``PID``, ``CMD`` and ``TIME`` are always present and non-empty.
+
+    Rows that are neither a list nor a string are dropped, as are empty rows.
+    Rows that would take the document past `limit` characters are left out and
+    a last row says how many (CMD ``(N more processes not shown ...)``).
     """
-    titles, joined = _top_titles(top.get("Titles") or [])
+    raw_titles = top.get("Titles")
+    raw_rows = top.get("Processes")
+    titles, joined = _top_titles(raw_titles if isinstance(raw_titles, (list, tuple)) else [])
+    rows = [row for row in (raw_rows if isinstance(raw_rows, (list, tuple)) else [])
+            if (isinstance(row, str) and row.strip()) or (isinstance(row, (list, tuple)) and row)]
     body: List[str] = []
-    for row in top.get("Processes") or []:
-        cells = _top_cells(row, len(titles), joined)
-        process = [
-            (title, PLACEHOLDER if title in _TOP_REQUIRED and not cell.strip() else cell)
-            for title, cell in zip(titles, cells)
-        ]
-        process += [(required, PLACEHOLDER) for required in _TOP_REQUIRED if required not in titles]
-        body.append("<item><Process>")
-        for title, cell in process:
-            start, name = _tag(title)
-            _element(body, start, name, cell)
-        body.append("</Process></item>")
+    budget = _Budget(limit - _MARKER_ROOM, len(PROLOG) + 40)
+    for index, row in enumerate(rows):
+        process: List[str] = ["<item><Process>"]
+        mark = budget.used
+        try:
+            for title, cell in _top_row(titles, _top_cells(row, len(titles), joined)):
+                start, name = _tag(title)
+                _element(process, start, name, cell, budget)
+            budget.take(32)
+        except _Overflow:
+            budget.used = mark
+            left = len(rows) - index
+            note = "(%d more process%s not shown: get_top is limited to %d characters)" % (
+                left, "" if left == 1 else "es", limit)
+            marker = ["<item><Process>"]
+            for title, cell in _top_row(titles, [PLACEHOLDER] * len(titles)):
+                start, name = _tag(title)
+                _element(marker, start, name, note if title == "CMD" else cell,
+                         _Budget(_MARKER_ROOM))
+            body.append("".join(marker) + "</Process></item>")
+            break
+        process.append("</Process></item>")
+        body.append("".join(process))
     return _document("docker_top", body)
 
 
@@ -315,14 +459,14 @@ def docker_top(top: Mapping) -> str:
 
 def docker_info(info: Mapping) -> str:
     """The ``docker_info`` document: ``GET /info`` with Docker's key case."""
-    return encode("docker_info", info)
+    return encode("docker_info", info, MAX_DOCKER_INFO, "docker_info document")
 
 
 def docker_version(version: Mapping) -> str:
     """The ``docker_version`` document: ``GET /version`` with Docker's key case."""
-    return encode("docker_version", version)
+    return encode("docker_version", version, MAX_DOCKER_VERSION, "docker_version document")
 
 
 def docker_inspect(obj: Mapping) -> str:
     """The ``docker_inspect`` document: ``GET /containers/{id}/json`` as it is."""
-    return encode("docker_inspect", obj)
+    return encode("docker_inspect", obj, MAX_DOCKER_INSPECT, "container's inspect document")

@@ -15,7 +15,8 @@ from xml.dom import minidom
 import pytest
 import xmltodict
 
-from xscontainer import xmlenc
+from xscontainer import errors, xmlenc
+from xscontainer.operations import table
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 SPECIAL = "SPECIAL_XS_ENCODED_ELEMENT"
@@ -843,3 +844,83 @@ def test_docker_ps_keeps_health_in_its_own_field() -> None:
                                                Health={"Status": "healthy",
                                                        "FailingStreak": 0})]))
     assert own.findtext("item/entry/health/Status") == "healthy"
+
+
+# --- bounds: hostile input ------------------------------------------------------------
+
+
+def test_docker_ps_drops_items_that_are_not_containers() -> None:
+    junk: List[Any] = [1, "x", [], {}, {"Id": 5}, {"Id": ""}, {"Names": ["/noid"]}, None, NGINX]
+    document = xmlenc.docker_ps(junk)
+    assert [c["id"] for c in xc_containers(document)] == [NGINX["Id"]]
+    assert xmlenc.docker_ps([{}] * 100000) == PROLOG + "<docker_ps/>"
+
+
+def test_docker_ps_past_its_limit_is_cut_with_a_marker_both_clients_show() -> None:
+    containers = [dict(NGINX, Id="%064x" % n, Names=["/c%d" % n]) for n in range(1000)]
+    limit = 100000
+    document = xmlenc.docker_ps(containers, limit=limit)
+    assert len(document) <= limit
+    seen = xc_containers(document)
+    shown = len(seen) - 1
+    assert 100 < shown < 1000
+    assert [c["names"] for c in seen[:-1]] == ["c%d" % n for n in range(shown)]
+    marker = seen[-1]
+    assert marker["id"] == xmlenc.TRUNCATED_ID and marker["status"] == "Truncated"
+    assert marker["names"] == ("(%d more containers not shown: docker_ps is limited to %d "
+                               "characters)" % (1000 - shown, limit))
+    assert xo_containers(document)[-1]["entry"]["status"] == "Truncated"
+    assert xo_actions("Truncated") == []
+    with pytest.raises(errors.InvalidArgument):  # a button pressed on the marker
+        table.check_container_ref(marker["id"])
+
+
+def test_the_default_docker_ps_limit_holds_a_thousand_containers_with_fifty_labels() -> None:
+    (big,) = [c for c in load("docker_ps_api1.52.json") if c.get("Mounts")][:1] or [
+        load("docker_ps_api1.52.json")[0]]
+    labels = {"com.example.label%d" % n: "value %d & more" % n for n in range(50)}
+    containers = [dict(big, Id="%064x" % n, Names=["/c%d" % n], Labels=labels)
+                  for n in range(1000)]
+    document = xmlenc.docker_ps(containers)
+    assert len(xc_containers(document)) == 1000
+    assert xmlenc.TRUNCATED_ID not in document
+
+
+def test_a_huge_string_is_refused_before_it_is_escaped() -> None:
+    with pytest.raises(errors.ResponseTooLarge) as exc:
+        xmlenc.docker_inspect({"Id": "x", "Env": ["<" * (xmlenc.MAX_DOCKER_INSPECT + 1)]})
+    assert exc.value.message.startswith(
+        "The container's inspect document would exceed %d characters" % xmlenc.MAX_DOCKER_INSPECT)
+    # escaping makes '<' four times longer: refused once the output passes the limit
+    with pytest.raises(errors.ResponseTooLarge):
+        xmlenc.docker_info({"A": "<" * (xmlenc.MAX_DOCKER_INFO // 2)})
+    with pytest.raises(errors.ResponseTooLarge):
+        xmlenc.docker_version({"V": ["<" * 1000] * 1000})
+
+
+def test_deep_nesting_is_a_malformed_reply_not_a_recursion_error() -> None:
+    value: Any = "bottom"
+    for _ in range(xmlenc.MAX_DEPTH + 1):
+        value = [value]
+    with pytest.raises(errors.MalformedReply):
+        xmlenc.docker_inspect({"Id": "x", "Deep": value})
+    ok: Any = "bottom"
+    for _ in range(xmlenc.MAX_DEPTH - 1):
+        ok = {"k": ok}
+    assert "bottom" in xmlenc.docker_inspect(ok)
+
+
+def test_docker_top_drops_empty_and_odd_rows_and_cuts_with_a_marker() -> None:
+    top = {"Titles": ["PID", "CMD"], "Processes": [[]] * 100000 + [5, None, ["1", "sh"]]}
+    assert xc_processes(xmlenc.docker_top(top)) == [("1", "sh", "-")]
+    assert xmlenc.docker_top({"Titles": 5, "Processes": [["1", "sh"]]}) == (
+        xmlenc.docker_top({"Titles": [], "Processes": [["1", "sh"]]}))
+    many = {"Titles": ["PID", "TIME", "CMD"],
+            "Processes": [[str(n), "0:00", "worker %d" % n] for n in range(5000)]}
+    document = xmlenc.docker_top(many, limit=50000)
+    assert len(document) <= 50000
+    rows = xc_processes(document)
+    shown = len(rows) - 1
+    assert 100 < shown < 5000
+    assert rows[-1] == ("-", "(%d more processes not shown: get_top is limited to 50000 "
+                             "characters)" % (5000 - shown), "-")
