@@ -309,8 +309,9 @@ class FakeXapiServer:
         """Serve on a unix socket that XSCONTAINER_XAPI_SOCKET names, and with
         `this_host` give an inventory naming that host (XSCONTAINER_INVENTORY).
         Yields the socket's path."""
-        folder = tempfile.mkdtemp(prefix="fakexapi-")  # short: AF_UNIX paths are
-        path = os.path.join(folder, "xapi.sock")  # limited to 107 bytes
+        # in the temporary folder, not a test's tmp_path: AF_UNIX paths are short
+        folder = tempfile.mkdtemp(prefix="fakexapi-")
+        path = os.path.join(folder, "xapi.sock")
         listener = self.listen(path)
         monkeypatch.setenv("XSCONTAINER_XAPI_SOCKET", path)
         if this_host is not None:
