@@ -21,6 +21,9 @@ from xscontainer import errors
 from xscontainer.operations import table
 from xscontainer.operations.table import check_container_ref
 from xscontainer.transport import BoundedAdapter
+from xscontainer.transport.base import deadline_at
+
+__all__ = ["MAX_API", "MIN_API", "DockerClient", "deadline_at", "engine_name", "negotiate"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ MIN_API = "1.24"
 MAX_API = "1.53"
 MAX_EVENT_BYTES = 1 << 20
 STOP_TIMEOUT = 10  # seconds Docker waits before killing on stop/restart
+# Docker's messages are quoted in errors up to this many characters.
+MAX_DOCKER_MESSAGE = 500
 
 
 def _version_tuple(version: str) -> Tuple[int, ...]:
@@ -45,11 +50,15 @@ def _version_tuple(version: str) -> Tuple[int, ...]:
 def negotiate(version_info: Dict[str, Any]) -> str:
     """The API version to use with an engine, from its /version reply."""
     server = version_info.get("ApiVersion")
-    if not server:
+    if not server or not isinstance(server, str):
         raise errors.DockerAPIUnsupported(
             "The Docker engine did not report its API version; is this a Docker engine?"
         )
     server_min = version_info.get("MinAPIVersion") or MIN_API
+    if not isinstance(server_min, str):
+        raise errors.DockerAPIUnsupported(
+            "The Docker engine reported an unreadable minimum API version %.100r." % (server_min,)
+        )
     chosen = min(server, MAX_API, key=_version_tuple)
     if _version_tuple(chosen) < _version_tuple(MIN_API):
         raise errors.DockerAPIUnsupported(
@@ -66,8 +75,9 @@ def negotiate(version_info: Dict[str, Any]) -> str:
 
 def engine_name(version_info: Dict[str, Any]) -> str:
     """'Podman' for Podman's compatibility API, else 'Docker'."""
-    for component in version_info.get("Components") or []:
-        if "podman" in str(component.get("Name", "")).lower():
+    components = version_info.get("Components")
+    for component in components if isinstance(components, list) else []:
+        if isinstance(component, dict) and "podman" in str(component.get("Name", "")).lower():
             return "Podman"
     return "Docker"
 
@@ -91,7 +101,8 @@ class DockerClient:
         self.engine = "Docker"
 
     def negotiate(self) -> "DockerClient":
-        self.version_info = self._call("read its version", self._api.version, api_version=False)
+        self.version_info = self._object("read its version", self._api.version,
+                                         api_version=False)
         self.api_version = negotiate(self.version_info)
         self.engine = engine_name(self.version_info)
         self._api._version = self.api_version
@@ -113,22 +124,34 @@ class DockerClient:
 
     # -- queries ----------------------------------------------------------------
 
-    def ps(self) -> List[Dict[str, Any]]:
-        return list(self._call("list containers", self._api.containers, all=True))
+    def ps(self) -> List[Any]:
+        """The container list as Docker sent it: a list (its items are checked by
+        xmlenc.docker_ps, which drops what is not a container)."""
+        action = "list containers"
+        result = self._call(action, self._api.containers, all=True)
+        if not isinstance(result, list):
+            raise self._malformed(action, "a JSON %s instead of a list" % _json_type(result))
+        return result
 
     def inspect(self, ref: str) -> Dict[str, Any]:
         check_container_ref(ref)
-        return dict(self._call("inspect container %s" % ref, self._api.inspect_container, ref))
+        return self._object("inspect container %s" % ref, self._api.inspect_container, ref)
 
     def top(self, ref: str) -> Dict[str, Any]:
         check_container_ref(ref)
-        return dict(self._call("list the processes of container %s" % ref, self._api.top, ref))
+        action = "list the processes of container %s" % ref
+        top = self._object(action, self._api.top, ref)
+        for key in ("Titles", "Processes"):
+            if top.get(key) is not None and not isinstance(top[key], list):
+                raise self._malformed(action, "%s is a JSON %s instead of a list"
+                                      % (key, _json_type(top[key])))
+        return top
 
     def info(self) -> Dict[str, Any]:
-        return dict(self._call("report its info", self._api.info))
+        return self._object("report its info", self._api.info)
 
     def version(self) -> Dict[str, Any]:
-        return dict(self._call("report its version", self._api.version))
+        return self._object("report its version", self._api.version)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -180,9 +203,30 @@ class DockerClient:
 
     # -- error translation ----------------------------------------------------------
 
+    def _object(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+                ) -> Dict[str, Any]:
+        result = self._call(action, fn, *args, **kwargs)
+        if not isinstance(result, dict):
+            raise self._malformed(action, "a JSON %s instead of an object" % _json_type(result))
+        return result
+
+    def _malformed(self, action: str, what: str) -> errors.MalformedReply:
+        return errors.MalformedReply(
+            "Docker in %s sent a malformed reply when asked to %s: %s. Whatever answers on the "
+            "VM's Docker socket is not a working Docker engine; check the engine in the VM."
+            % (self.where, action, what))
+
     def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (errors.Timeout, errors.ResponseTooLarge, errors.MalformedReply) as exc:
+            # from the adapter, which does not know the VM
+            raise type(exc)("Docker in %s could not %s: %s" % (self.where, action, exc.message),
+                            *exc.details) from exc
+        except errors.XSContainerError:
+            raise
+        except RecursionError as exc:
+            raise self._malformed(action, "JSON nested too deeply") from exc
         except docker.errors.APIError as exc:
             status = int(getattr(exc.response, "status_code", 0) or 0)
             cls = errors.NoSuchContainer if isinstance(exc, docker.errors.NotFound) \
@@ -194,9 +238,17 @@ class DockerClient:
             raise errors.Timeout(
                 "Docker in %s did not answer in time (%s)." % (self.where, exc)
             ) from exc
+        except (UnicodeError, json.JSONDecodeError) as exc:
+            raise self._malformed(action, "not JSON (%s)" % _short(exc)) from exc
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
-                OSError, ValueError) as exc:
+                OSError) as exc:
+            if isinstance(exc, ValueError):  # requests' JSONDecodeError is one
+                raise self._malformed(action, "not JSON (%s)" % _short(exc)) from exc
             raise self._unreachable(exc) from exc
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # the SDK reading a reply of the wrong shape (an error body that is a
+            # list, a JSON value where it wants an object)
+            raise self._malformed(action, "%s" % _short(exc)) from exc
 
     def _unreachable(self, exc: BaseException) -> errors.DockerUnreachable:
         detail = ""
@@ -223,11 +275,21 @@ def _decode_event(line: bytes) -> Dict[str, Any]:
 def _explanation(exc: Any) -> str:
     explanation = getattr(exc, "explanation", None)
     if explanation:
-        return str(explanation.decode("utf-8", "replace") if isinstance(explanation, bytes)
+        text = str(explanation.decode("utf-8", "replace") if isinstance(explanation, bytes)
                    else explanation).strip()
+        return text if len(text) <= MAX_DOCKER_MESSAGE else text[:MAX_DOCKER_MESSAGE] + "..."
     return _short(exc)
 
 
 def _short(exc: BaseException) -> str:
     text = str(exc) or exc.__class__.__name__
-    return text if len(text) < 500 else text[:500] + "..."
+    return text if len(text) < MAX_DOCKER_MESSAGE else text[:MAX_DOCKER_MESSAGE] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    return {dict: "object", list: "list", str: "string", type(None): "null"}.get(
+        type(value), type(value).__name__)

@@ -4,18 +4,28 @@ bounded adapter and the first-address-that-answers connect.
 Each transport is a `requests` adapter that the Docker SDK's APIClient uses in
 place of its own (see docker_api.py). Every non-streaming response is read with
 a size bound (BoundedAdapter), so a guest cannot make dom0 buffer an unbounded
-reply.
+reply, and within a deadline for the whole request (headers and body), so a
+guest that trickles its reply a byte at a time cannot hold dom0 either: at the
+deadline a watchdog closes the request's connection (each transport's
+connection class says how, through `watch`) and the request ends with
+XSCONTAINER_TIMEOUT.
 """
 
+import contextlib
 import errno
+import http.client
 import ipaddress
 import os
 import selectors
 import socket
+import threading
 import time
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, cast
 
 import requests.adapters
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.exceptions
 
 from xscontainer import errors
 
@@ -24,6 +34,96 @@ TLS_PORT = 2376  # Docker's mutual-TLS endpoint
 
 # Large enough for `docker ps -a` with thousands of containers carrying labels.
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# JSON values a reply may hold (counted generously: every ',', '[' and '{'
+# byte). Decoded JSON can take ten to twenty times its size in Python objects
+# (`[{},{},...]`: 3 bytes per dict); this keeps the worst reply within the byte
+# bound to about 100 MiB of objects. 1,000 containers in /containers/json with a
+# few labels each are about 60,000.
+DEFAULT_MAX_JSON_VALUES = 400000
+# Seconds one Docker request may take from sending it to its last byte
+# (XSCONTAINER_REQUEST_DEADLINE in the environment overrides it).
+DEFAULT_REQUEST_DEADLINE = 20.0
+REQUEST_DEADLINE_ENV = "XSCONTAINER_REQUEST_DEADLINE"
+
+
+def request_deadline_default() -> float:
+    """The deadline of one Docker request: the environment's, else the default."""
+    try:
+        value = float(os.environ.get(REQUEST_DEADLINE_ENV, ""))
+    except ValueError:
+        return DEFAULT_REQUEST_DEADLINE
+    return value if value > 0 else DEFAULT_REQUEST_DEADLINE
+_READ_CHUNK = 1 << 20
+
+
+class _Watch:
+    """The deadline of the request this thread is making, and how to abort it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.aborts: List[Callable[[], None]] = []
+        self.fired = False
+
+    def attach(self, abort: Callable[[], None]) -> None:
+        with self.lock:
+            fired = self.fired
+            if not fired:
+                self.aborts.append(abort)
+        if fired:
+            _quietly(abort)
+
+    def fire(self) -> None:
+        with self.lock:
+            self.fired = True
+            aborts, self.aborts = self.aborts, []
+        for abort in aborts:
+            _quietly(abort)
+
+
+_current = threading.local()
+
+
+def watch(abort: Callable[[], None]) -> None:
+    """Called by a transport's connection as it sends a request: `abort` is what
+    ends that request at once (closing its socket or channel), should the
+    request's deadline pass."""
+    current: Optional[_Watch] = getattr(_current, "watch", None)
+    if current is not None:
+        current.attach(abort)
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except Exception:  # aborting a connection that is already broken  # noqa: S110
+        pass
+
+
+def shutdown_socket(sock: Any) -> None:
+    """Make a blocked recv on `sock` (a socket or an SSL socket) return at once."""
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+_deadline = threading.local()
+
+
+@contextlib.contextmanager
+def deadline_at(at: Optional[float]) -> Iterator[None]:
+    """Requests made by this thread inside the block end by `at` (time.monotonic())
+    at the latest, besides their own deadline."""
+    outer = getattr(_deadline, "at", None)
+    if at is None:
+        _deadline.at = outer
+    else:
+        _deadline.at = at if outer is None else min(at, outer)
+    try:
+        yield
+    finally:
+        _deadline.at = outer
 
 
 class Timeouts:
@@ -50,28 +150,119 @@ class Material:
         return "Material(<client cert>, <client key>, <CA>)"
 
 
-class BoundedAdapter(requests.adapters.HTTPAdapter):
-    """An HTTPAdapter that reads non-streamed bodies itself, at most max_bytes."""
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    """Plain HTTP (a BoundedAdapter used on its own) with the deadline's abort."""
 
-    def __init__(self, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
+    def putrequest(self, *args: Any, **kwargs: Any) -> None:
+        watch(lambda: shutdown_socket(self.sock))
+        urllib3.connection.HTTPConnection.putrequest(self, *args, **kwargs)
+
+
+class _WatchedHTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class BoundedAdapter(requests.adapters.HTTPAdapter):
+    """An HTTPAdapter that reads non-streamed bodies itself: at most
+    max_response_bytes, at most max_json_values JSON values, by the request's
+    deadline (request_deadline seconds, or an earlier one of `deadline_at`).
+
+    Replies are asked for and read as they come (``Accept-Encoding: identity``;
+    a compressed one is refused, so a small reply cannot expand), and decoded as
+    UTF-8 whatever their headers say.
+    """
+
+    def __init__(self, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                 request_deadline: Optional[float] = None,
+                 max_json_values: int = DEFAULT_MAX_JSON_VALUES) -> None:
         self.max_response_bytes = max_response_bytes
+        self.request_deadline = (request_deadline_default() if request_deadline is None
+                                 else request_deadline)
+        self.max_json_values = max_json_values
         requests.adapters.HTTPAdapter.__init__(self)
 
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        requests.adapters.HTTPAdapter.init_poolmanager(self, *args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(
+            self.poolmanager.pool_classes_by_scheme, http=_WatchedHTTPPool)
+
     def send(self, request: Any, stream: bool = False, **kwargs: Any) -> Any:  # type: ignore[override]
-        response = requests.adapters.HTTPAdapter.send(self, request, stream=True, **kwargs)
+        what = "%s %s" % (request.method, request.path_url.split("?")[0])
+        request.headers["Accept-Encoding"] = "identity"
         if stream:
-            return response
-        data = response.raw.read(self.max_response_bytes + 1, decode_content=True)
-        if len(data) > self.max_response_bytes:
-            response.close()
+            return requests.adapters.HTTPAdapter.send(self, request, stream=True, **kwargs)
+        now = time.monotonic()
+        seconds = self.request_deadline
+        outer = getattr(_deadline, "at", None)
+        if outer is not None:
+            seconds = min(seconds, outer - now)
+        if seconds <= 0:
+            raise errors.Timeout("No time was left to send %s to the Docker engine." % what)
+        current = _Watch()
+        timer = threading.Timer(seconds, current.fire)
+        timer.daemon = True
+        _current.watch = current
+        timer.start()
+        try:
+            try:
+                response = requests.adapters.HTTPAdapter.send(self, request, stream=True,
+                                                              **kwargs)
+                data = self._read_body(response, what)
+            finally:
+                timer.cancel()
+                _current.watch = None
+        except Exception as exc:
+            if current.fired:
+                raise errors.Timeout(
+                    "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds)
+                ) from exc
+            raise
+        if current.fired:  # read whole in the very last moment: the connection is closed
+            raise errors.Timeout(
+                "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds))
+        values = data.count(b",") + data.count(b"{") + data.count(b"[")
+        if values > self.max_json_values:
             raise errors.ResponseTooLarge(
-                "The Docker engine's reply to %s %s exceeded %d bytes; refusing to read more."
-                % (request.method, request.path_url.split("?")[0], self.max_response_bytes)
-            )
+                "The Docker engine's reply to %s holds more than %d JSON values; refusing to "
+                "decode it." % (what, self.max_json_values))
         response._content = data
         response._content_consumed = True  # type: ignore[attr-defined]
-        response.close()
+        response.encoding = "utf-8"
         return response
+
+    def _read_body(self, response: Any, what: str) -> bytes:
+        try:
+            encoding = str(response.headers.get("Content-Encoding", "identity")).strip().lower()
+            if encoding not in ("", "identity"):
+                raise errors.MalformedReply(
+                    "The Docker engine answered %s with a %s-encoded reply, which Docker never "
+                    "sends." % (what, encoding[:40]))
+            parts: List[bytes] = []
+            total = 0
+            while True:
+                try:
+                    chunk = response.raw.read(_READ_CHUNK, decode_content=False)
+                except (http.client.IncompleteRead, urllib3.exceptions.ProtocolError) as exc:
+                    if "IncompleteRead" not in repr(exc):
+                        raise
+                    raise errors.MalformedReply(
+                        "The Docker engine's reply to %s ended before its announced length."
+                        % what) from exc
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > self.max_response_bytes:
+                    raise errors.ResponseTooLarge(
+                        "The Docker engine's reply to %s exceeded %d bytes; refusing to read "
+                        "more." % (what, self.max_response_bytes))
+                parts.append(chunk)
+            announced = str(response.headers.get("Content-Length", "")).strip()
+            if announced.isdigit() and total < int(announced):  # urllib3 1.26 does not check
+                raise errors.MalformedReply(
+                    "The Docker engine's reply to %s ended before its announced length." % what)
+            return b"".join(parts)
+        finally:
+            response.close()
 
     # requests >= 2.32.2 asks for this instead of get_connection. Transports
     # that connect their own pools (ssh, tls) override get_connection; for them

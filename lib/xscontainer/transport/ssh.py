@@ -31,7 +31,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from xscontainer import errors, xapi_keys
 from xscontainer.log import guest_text
-from xscontainer.transport.base import DEFAULT_MAX_RESPONSE_BYTES, BoundedAdapter, Timeouts
+from xscontainer.transport.base import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    BoundedAdapter,
+    Timeouts,
+    watch,
+)
 
 log = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
@@ -411,6 +416,16 @@ class _BridgeConnection(urllib3.connection.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = self._ssh.open_bridge(self._bridge_timeout)
+
+    def putrequest(self, *args: Any, **kwargs: Any) -> None:
+        # past the request's deadline, closing the channel ends a blocked read
+        watch(self._abort)
+        urllib3.connection.HTTPConnection.putrequest(self, *args, **kwargs)
+
+    def _abort(self) -> None:
+        chan = self.sock
+        if chan is not None:
+            chan.close()
 
 
 class _BridgePool(urllib3.connectionpool.HTTPConnectionPool):

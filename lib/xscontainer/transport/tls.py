@@ -22,6 +22,8 @@ from xscontainer.transport.base import (
     TLS_PORT,
     BoundedAdapter,
     connect_first,
+    shutdown_socket,
+    watch,
 )
 from xscontainer.transport.tlsfailures import classify, short
 
@@ -96,6 +98,11 @@ class _TLSConnection(urllib3.connection.HTTPConnection):
         tls_sock.settimeout(pool.io_timeout)
         pool.track(tls_sock)
         self.sock = tls_sock
+
+    def putrequest(self, *args: Any, **kwargs: Any) -> None:
+        # past the request's deadline, shutting the socket down ends a blocked read
+        watch(lambda: shutdown_socket(self.sock))
+        urllib3.connection.HTTPConnection.putrequest(self, *args, **kwargs)
 
 
 class _TLSPool(urllib3.connectionpool.HTTPConnectionPool):
