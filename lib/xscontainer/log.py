@@ -22,6 +22,7 @@ import logging.handlers
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 from types import TracebackType
@@ -130,13 +131,16 @@ class _SilentErrorsMixin:
 
 class _FileHandler(_SilentErrorsMixin, logging.handlers.WatchedFileHandler):
     def _open(self) -> Any:
-        # created 0640 whatever the umask; an existing file readable by others
-        # (made by an older version, or by hand) is narrowed when we own it
+        # created 0640 whatever the umask; an existing regular file readable by
+        # others (made by an older version, or by hand) is narrowed when it is ours.
+        # Anything else (/dev/null, a FIFO) is left exactly as it is.
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(self.baseFilename, flags, LOG_FILE_MODE)
         try:
-            mode = os.fstat(fd).st_mode & 0o777
-            if mode & ~LOG_FILE_MODE:
+            st = os.fstat(fd)
+            mode = st.st_mode & 0o777
+            if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() \
+                    and mode & ~LOG_FILE_MODE:
                 try:
                     os.fchmod(fd, mode & LOG_FILE_MODE)
                 except OSError:

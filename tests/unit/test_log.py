@@ -380,6 +380,16 @@ def test_the_log_file_is_created_0640_and_narrowed(env: Tuple[str, str]) -> None
     assert os.stat(log_file).st_mode & 0o777 == 0o640
 
 
+def test_only_a_regular_file_of_ours_is_narrowed(env: Tuple[str, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    changed: List[Any] = []
+    monkeypatch.setattr(os, "fchmod", lambda fd, mode: changed.append(mode))
+    monkeypatch.setenv("XSCONTAINER_LOG_FILE", os.devnull)  # a device: never touched
+    log.configure("plugin")
+    logging.getLogger("xscontainer.unit").info("x")
+    assert changed == []
+
+
 def test_the_logrotate_entry_creates_0640() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "..", "..", "packaging", "xscontainer.logrotate")) as f:
