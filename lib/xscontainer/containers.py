@@ -13,16 +13,22 @@ SDK and paramiko, which take about half a second to load.
 
 import functools
 import logging
+import time
 from typing import Dict, Optional
 
 from xscontainer import diagnose as diagnose_mod
 from xscontainer import xapi_keys, xmlenc
-from xscontainer.docker_api import DockerClient
+from xscontainer.docker_api import DockerClient, deadline_at
 from xscontainer.guest import Guest
 from xscontainer.operations import implementation, table
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
+
+# Seconds a Docker-backed plugin call may take on the direct path, connecting
+# included: every Docker request ends by then (XSCONTAINER_TIMEOUT), whatever
+# the guest does. Connecting has its own, shorter, limits (Timeouts).
+CALL_DEADLINE = 50.0
 
 
 def _running_guest(xapi: Xapi, args: Dict[str, str]) -> Guest:
@@ -39,7 +45,7 @@ def docker_backed(name: str, xapi: Xapi, args: Dict[str, str]) -> str:
     publish: Optional[implementation.Publish] = None
     if op.is_lifecycle and xapi_keys.DOCKER_PS in guest.other_config:
         publish = functools.partial(refresh_docker_ps, guest)
-    with guest.docker() as docker:
+    with deadline_at(time.monotonic() + CALL_DEADLINE), guest.docker() as docker:
         return implementation.perform(op, docker, ref, publish)
 
 

@@ -5,7 +5,7 @@ its deadline, and never as a Python exception of another kind."""
 
 import socket
 import time
-from typing import Any, Iterator, Tuple
+from typing import Any, Iterator, List, Tuple
 
 import pytest
 import urllib3.connection
@@ -17,14 +17,15 @@ from xscontainer.transport import base
 
 
 class _UnixConnection(urllib3.connection.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, pool: "_UnixPool", timeout: float) -> None:
         urllib3.connection.HTTPConnection.__init__(self, "localhost", timeout=timeout)
-        self._path = path
+        self._pool = pool
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(10)
-        sock.connect(self._path)
+        sock.connect(self._pool.path)
+        self._pool.sockets.append(sock)
         self.sock = sock
 
     def putrequest(self, *args: Any, **kwargs: Any) -> None:
@@ -35,10 +36,17 @@ class _UnixConnection(urllib3.connection.HTTPConnection):
 class _UnixPool(urllib3.connectionpool.HTTPConnectionPool):
     def __init__(self, path: str) -> None:
         urllib3.connectionpool.HTTPConnectionPool.__init__(self, "localhost", timeout=10)
-        self._path = path
+        self.path = path
+        self.sockets: List[socket.socket] = []
 
     def _new_conn(self) -> _UnixConnection:
-        return _UnixConnection(self._path, 10)
+        return _UnixConnection(self, 10)
+
+    def close(self) -> None:
+        """As the transports do: busy connections too (an event stream returns)."""
+        urllib3.connectionpool.HTTPConnectionPool.close(self)
+        for sock in self.sockets:
+            base.shutdown_socket(sock)
 
 
 class UnixAdapter(base.BoundedAdapter):

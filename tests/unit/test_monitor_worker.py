@@ -7,10 +7,14 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from xsclab import hostile_engine
 from xscontainer import errors
+from xscontainer.docker_api import DockerClient
 from xscontainer.monitor import worker as worker_mod
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.worker import VMWorker
+
+from .test_hostile_replies import UnixAdapter
 
 REF = "OpaqueRef:vm"
 KEY = "AAAAB3NzaC1yc2EAAAADAQABAAABAQC"
@@ -269,3 +273,39 @@ def test_only_pinned():
                                              ("xscontainer-sshhostkey", "K")))
     pinned = (("xscontainer-sshhostkey", "K"),)
     assert not worker_mod._only_pinned(pinned, (("xscontainer-sshhostkey", "L"),))
+
+
+def test_a_trickling_guest_fails_at_the_connect_deadline_counted_from_the_attempt(
+        make, publisher, tmp_path, monkeypatch):
+    """A guest whose /containers/json trickles a byte every 0.2 s: the attempt
+    ends at the connect deadline as a failure, and since it began failing at the
+    attempt's start, the message is posted at once (grace 0.3 s < deadline)."""
+    server, path = hostile_engine.serve(hostile_engine.Engine("ps-trickle", interval=0.2),
+                                        str(tmp_path / "docker.sock"))
+    monkeypatch.setenv(worker_mod.CONNECT_DEADLINE_ENV, "1.5")
+    clients: List[DockerClient] = []
+
+    def connect(guest: Any) -> DockerClient:
+        client = DockerClient(UnixAdapter(path), "VM web (u-1)", timeout=10).negotiate()
+        clients.append(client)
+        return client
+
+    try:
+        started = time.monotonic()
+        w = VMWorker(REF, record(), None, publisher,  # type: ignore[arg-type]
+                     Settings(grace=0.3, backoff_first=30.0, backoff_cap=30.0),
+                     connect=connect)
+        assert w.connect_deadline == 1.5
+        w.start()
+        wait_for(lambda: publisher.failures, timeout=5)
+        elapsed = time.monotonic() - started
+        assert 1.4 < elapsed < 2.5
+        status = w.status()
+        assert status["failures"] == 1 and status["state"] == "failing"
+        assert "did not arrive within" in status["last_error"]
+        assert "docker_ps" not in publisher.sets
+        w.stop()
+        assert w.join(5)
+    finally:
+        server.shutdown()
+        server.server_close()

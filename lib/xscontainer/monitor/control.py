@@ -14,7 +14,10 @@ before anything else. A lifecycle operation refreshes docker_ps and waits
 until it is written before answering, so the new state shows in XAPI when the
 plugin call returns. A read whose connection fails is answered "unavailable"
 (the plugin then connects directly); a lifecycle operation's failure is an
-error (it may have happened: the plugin must not repeat it).
+error (it may have happened: the plugin must not repeat it). A request's
+Docker calls end within CALL_DEADLINE; one that did not is an error
+(XSCONTAINER_TIMEOUT), never "unavailable": the guest answered too slowly, and
+the direct path would wait for it again.
 """
 
 import functools
@@ -25,10 +28,11 @@ import socket
 import stat
 import struct
 import threading
+import time
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from xscontainer import errors, xapi_keys
-from xscontainer.docker_api import DockerClient
+from xscontainer.docker_api import DockerClient, deadline_at
 from xscontainer.monitor import protocol
 from xscontainer.monitor.pool import Supervisor
 from xscontainer.monitor.publisher import Publisher
@@ -41,6 +45,9 @@ READ_TIMEOUT = 5.0
 WRITE_TIMEOUT = 10.0
 PUBLISH_WAIT = 10.0
 MAX_CONCURRENT = 8
+# Seconds the Docker requests of one control request may take together
+# (the plugin waits protocol.REQUEST_TIMEOUT for the answer).
+CALL_DEADLINE = 30.0
 
 Handler = Callable[[Mapping[str, Any]], Dict[str, Any]]
 
@@ -74,8 +81,12 @@ class Dispatcher:
             return self._unavailable("the monitor's connection to VM %s is not up" % vm_uuid)
         publish = functools.partial(self._publish_ps, worker, op)
         try:
-            value = implementation.perform(op, client, ref, publish)
-        except (errors.GuestConnectionError, errors.Timeout) as exc:
+            with deadline_at(time.monotonic() + CALL_DEADLINE):
+                value = implementation.perform(op, client, ref, publish)
+        except errors.Timeout as exc:
+            worker.connection_lost()
+            return {"error": exc.xapi_description()}
+        except errors.GuestConnectionError as exc:
             worker.connection_lost()
             if op.repeatable:
                 return self._unavailable("the connection to VM %s failed: %s"

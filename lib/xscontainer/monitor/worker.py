@@ -18,16 +18,24 @@ backoff. The failure episode (episode.py) says when: a failure that lasts
 `grace` seconds posts one XAPI message on the VM (body: the diagnosis) and
 removes the VM's docker data, which can no longer be vouched for; recovery
 republishes and destroys the message.
+
+Connecting and publishing the three keys has a deadline as a whole
+(connect_deadline: CONNECT_DEADLINE, or XSCONTAINER_MONITOR_CONNECT_DEADLINE),
+as has each later refresh: a guest that answers too slowly fails like one that
+does not answer, and a failure of an attempt that never published counts from
+the attempt's start, so the message is posted `grace` after monitoring began
+to fail, not `grace` after the deadline.
 """
 
 import logging
+import os
 import threading
 import time
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from xscontainer import errors, xapi_keys, xmlenc
 from xscontainer.diagnose import diagnose
-from xscontainer.docker_api import DockerClient
+from xscontainer.docker_api import DockerClient, deadline_at
 from xscontainer.guest import Guest
 from xscontainer.monitor import events, rules
 from xscontainer.monitor.coalesce import Backoff, Coalescer
@@ -49,6 +57,19 @@ INFO_MAX_DELAY = 5.0
 # effect are caught by one more refresh this long after connecting.
 CATCH_UP = 2.0
 JOIN_TIMEOUT = 2.0
+# Seconds to connect and publish docker_version, docker_info and docker_ps
+# (each request also ends within its own deadline), and for any later refresh.
+CONNECT_DEADLINE = 60.0
+CONNECT_DEADLINE_ENV = "XSCONTAINER_MONITOR_CONNECT_DEADLINE"
+
+
+def connect_deadline() -> float:
+    """CONNECT_DEADLINE, or the environment's when it is a positive number."""
+    try:
+        value = float(os.environ.get(CONNECT_DEADLINE_ENV, ""))
+    except ValueError:
+        return CONNECT_DEADLINE
+    return value if value > 0 else CONNECT_DEADLINE
 
 Connect = Callable[[Guest], DockerClient]
 
@@ -91,6 +112,8 @@ class VMWorker:
         self._info_fingerprint: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
         self._last_event_at = 0.0
+        self.connect_deadline = connect_deadline()
+        self._attempt_started: Optional[float] = None  # None once the attempt published
         self.stats: Dict[str, Any] = {
             "connects": 0, "failures": 0, "events": 0, "refreshes": 0,
             "ps_refreshes": 0, "probes": 0, "last_error": "",
@@ -184,6 +207,7 @@ class VMWorker:
                 if self._stopping:
                     break
                 self._reconnect = False
+                self._attempt_started = self._clock()
             try:
                 self._connection()
             except Exception as exc:  # every failure is logged and retried
@@ -208,7 +232,9 @@ class VMWorker:
             record = dict(self._record)
             settings_key = rules.connection_settings(record)
         guest = Guest(self.xapi, self.uuid, self.ref, record)
-        client = self._connect(guest)
+        deadline = time.monotonic() + self.connect_deadline
+        with deadline_at(deadline):
+            client = self._connect(guest)
         with self._cond:
             self._session_no += 1
             session_no = self._session_no
@@ -230,7 +256,7 @@ class VMWorker:
                 return
             reader.start()
             started = True
-            self._refresh(client, events.ALL)
+            self._refresh(client, events.ALL, deadline)
             self._became_healthy()
             self._follow(client, session_no)
         finally:
@@ -322,8 +348,11 @@ class VMWorker:
                 self._reader_done = (session_no, error)
                 self._cond.notify_all()
 
-    def _refresh(self, client: DockerClient, keys: FrozenSet[str]) -> None:
-        with self._refresh_lock:
+    def _refresh(self, client: DockerClient, keys: FrozenSet[str],
+                 deadline: Optional[float] = None) -> None:
+        if deadline is None:
+            deadline = time.monotonic() + self.connect_deadline
+        with self._refresh_lock, deadline_at(deadline):
             if xapi_keys.DOCKER_VERSION in keys:
                 self.publisher.set(self.ref, xapi_keys.DOCKER_VERSION,
                                    xmlenc.docker_version(client.version()))
@@ -346,6 +375,7 @@ class VMWorker:
         connection has stayed up a while (_check_stable)."""
         with self._cond:
             self._healthy = True
+            self._attempt_started = None
             self._episode.connected(self._clock())
             self.stats["last_error"] = ""
 
@@ -362,9 +392,12 @@ class VMWorker:
     def _failed(self, exc: BaseException) -> None:
         now = self._clock()
         with self._cond:
+            # An attempt that never published failed from its start (a guest
+            # answering too slowly held it until the deadline).
+            since = now if self._attempt_started is None else min(now, self._attempt_started)
             # Without XAPI the VM cannot be judged (nor a message posted): such
             # failures are retried but do not start the grace period.
-            self._episode.failed(now, judged=not isinstance(exc, errors.XAPIError))
+            self._episode.failed(since, judged=not isinstance(exc, errors.XAPIError))
             self.stats["failures"] += 1
             self.stats["last_error"] = _describe(exc)
         if isinstance(exc, errors.XSContainerError):
