@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -801,3 +802,36 @@ class Lab:
             universal_newlines=True,
             timeout=timeout,
         )
+
+    # a hostile guest
+
+    @contextlib.contextmanager
+    def hostile_engine(self, vm: str, mode: str, size: int = 3 * 1000 * 1000,
+                       interval: float = 10.0) -> Iterator["subprocess.Popen[bytes]"]:
+        """For the block, guest `vm`'s dockerd is replaced by xsclab.hostile_engine in
+        `mode` on the guest's /var/run/docker.sock (what the SSH bridge reaches);
+        dockerd is started again afterwards."""
+        self.service(vm, "dockerd", "stop")
+        argv = [sys.executable, "-m", "xsclab.hostile_engine", "--socket", "/var/run/docker.sock",
+                "--mode", mode, "--size", str(size), "--interval", str(interval)]
+        cmd, env = self.exec_argv(vm, argv)
+        env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], 20)
+            line = proc.stdout.readline() if ready else b""
+            if line != b"ready\n":
+                proc.kill()
+                raise LabError("the hostile engine did not start in %s: %s" % (
+                    vm, proc.stderr.read().decode(errors="replace") if proc.stderr else ""))
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            self.service(vm, "dockerd", "start")
