@@ -275,8 +275,8 @@ def _decode_event(line: bytes) -> Dict[str, Any]:
 def _explanation(exc: Any) -> str:
     explanation = getattr(exc, "explanation", None)
     if explanation:
-        text = str(explanation.decode("utf-8", "replace") if isinstance(explanation, bytes)
-                   else explanation).strip()
+        text = str(explanation.decode("utf-8", "replace")
+                   if isinstance(explanation, (bytes, bytearray)) else explanation).strip()
         return text if len(text) <= MAX_DOCKER_MESSAGE else text[:MAX_DOCKER_MESSAGE] + "..."
     return _short(exc)
 
