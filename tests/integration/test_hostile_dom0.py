@@ -13,7 +13,7 @@ import stat
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import XenAPI
@@ -220,14 +220,14 @@ def test_register_again_and_a_rewritten_flag_never_blank_docker_ps(lab, xs, moni
         gaps: List[float] = []
         stop = threading.Event()
 
-        def sample(check: Callable[[], bool]) -> None:
-            while not stop.is_set():
-                if not check():
-                    gaps.append(time.monotonic())
-                time.sleep(0.02)
+        def sample() -> None:
+            with lab.xapi_session() as session:  # its own: sessions are not shared
+                while not stop.is_set():
+                    if "docker_ps" not in other_config(session.xenapi, vm):
+                        gaps.append(time.monotonic())
+                    time.sleep(0.02)
 
-        sampler = threading.Thread(target=sample, args=(
-            lambda: "docker_ps" in other_config(xs, vm),), daemon=True)
+        sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         for _ in range(3):
             lab.call_plugin(vm.host, "register", {"vmuuid": vm.uuid})  # a rerun
