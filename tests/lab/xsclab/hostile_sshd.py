@@ -24,8 +24,6 @@ import threading
 import time
 from typing import Any, List, Optional
 
-from . import procs, rig
-
 MODES = ("silent", "garbage", "banner-close", "trickle")
 TRICKLE_EVERY = 0.5
 BANNER = b"SSH-2.0-OpenSSH_9.6 hostile\r\n"
@@ -120,6 +118,9 @@ class HostileSSHD:
 
 def start_in_guest(lab: Any, vm: str, mode: str, timeout: float = 10.0) -> None:
     """Replace the guest's sshd by a hostile one in `mode` (listening when this returns)."""
+    # the lab's side only: the unit tests (Python 3.6 too) use HostileSSHD alone
+    from . import procs, rig  # noqa: PLC0415
+
     if mode not in MODES:
         raise ValueError("mode must be one of %s" % ", ".join(MODES))
     lab.service(vm, "sshd", "stop")
@@ -140,6 +141,8 @@ def start_in_guest(lab: Any, vm: str, mode: str, timeout: float = 10.0) -> None:
 
 
 def stop_hostile(lab: Any, vm: str) -> None:
+    from . import procs  # noqa: PLC0415 (the lab's side only)
+
     procs.stop_recorded(lab._guest(vm).record(RECORD), timeout=5)
 
 
