@@ -211,7 +211,8 @@ def test_the_monitor_counts_a_hostile_sshd_as_a_failure_and_others_go_on(
         monitor.stop()
 
 
-def test_register_again_and_a_rewritten_flag_never_blank_docker_ps(lab, xs, monitor_pair):
+def test_register_prepare_again_and_a_rewritten_flag_never_blank_docker_ps(
+        lab, xs, monitor_pair):
     vm, _other = monitor_pair
     monitor = Monitor(lab, vm.host, [*FAST])
     try:
@@ -231,6 +232,10 @@ def test_register_again_and_a_rewritten_flag_never_blank_docker_ps(lab, xs, moni
         sampler.start()
         for _ in range(3):
             lab.call_plugin(vm.host, "register", {"vmuuid": vm.uuid})  # a rerun
+        # a rerun of the preparation (the guest accepts the pool key already)
+        done = lab.call_plugin(vm.host, "prepare", {"vmuuid": vm.uuid,
+                                                    "username": vm.username})
+        assert done.startswith("True") and "container management works" in done
         for _ in range(3):  # another client rewrites the flag: remove, then add
             set_key(xs, vm, "xscontainer-monitor", "True")
             time.sleep(0.3)
