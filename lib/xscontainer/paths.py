@@ -48,3 +48,13 @@ def tools_iso_dir() -> str:
 
 def run_dir() -> str:
     return _get("XSCONTAINER_RUN_DIR")
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A duration from the environment variable `name` when it holds a positive
+    number, else `default` (for limits that tests and admins may tune)."""
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default

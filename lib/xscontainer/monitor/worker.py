@@ -28,12 +28,11 @@ to fail, not `grace` after the deadline.
 """
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
-from xscontainer import errors, xapi_keys, xmlenc
+from xscontainer import errors, paths, xapi_keys, xmlenc
 from xscontainer.diagnose import diagnose
 from xscontainer.docker_api import DockerClient, deadline_at
 from xscontainer.guest import Guest
@@ -65,11 +64,7 @@ CONNECT_DEADLINE_ENV = "XSCONTAINER_MONITOR_CONNECT_DEADLINE"
 
 def connect_deadline() -> float:
     """CONNECT_DEADLINE, or the environment's when it is a positive number."""
-    try:
-        value = float(os.environ.get(CONNECT_DEADLINE_ENV, ""))
-    except ValueError:
-        return CONNECT_DEADLINE
-    return value if value > 0 else CONNECT_DEADLINE
+    return paths.env_seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE)
 
 Connect = Callable[[Guest], DockerClient]
 

@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 # already there; keeps every other line; restores SELinux labels where that
 # exists. One line, no quotes, backslashes or '!', so that it survives being
 # passed through any login shell (sh, bash, zsh, fish, csh) to /bin/sh -c.
-INSTALL_KEY_SCRIPT = "; ".join([
+# Both scripts start by reading the key line and going home.
+_READ_KEY = [
     "umask 077",
     "IFS= read -r key || [ -n \"$key\" ] || exit 3",
     "set -f",
@@ -55,6 +56,9 @@ INSTALL_KEY_SCRIPT = "; ".join([
     "[ $# -ge 2 ] || exit 3",
     "body=$2",
     "cd || exit 4",
+]
+INSTALL_KEY_SCRIPT = "; ".join([
+    *_READ_KEY,
     "[ -d .ssh ] || mkdir .ssh || exit 5",
     "f=.ssh/authorized_keys",
     "[ -e $f ] || : > $f || exit 6",
@@ -70,13 +74,7 @@ INSTALL_KEY_COMMAND = "exec /bin/sh -c '%s'" % INSTALL_KEY_SCRIPT
 # Its undo: drops the lines holding the key's base64 body (the same key line
 # from stdin), keeping every other line; the file keeps its inode and mode.
 REMOVE_KEY_SCRIPT = "; ".join([
-    "umask 077",
-    "IFS= read -r key || [ -n \"$key\" ] || exit 3",
-    "set -f",
-    "set -- $key",
-    "[ $# -ge 2 ] || exit 3",
-    "body=$2",
-    "cd || exit 4",
+    *_READ_KEY,
     "f=.ssh/authorized_keys",
     "[ -e $f ] || exit 0",
     "grep -v -F -e \"$body\" $f > $f.xsc-tmp",

@@ -27,7 +27,7 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
-from xscontainer import errors
+from xscontainer import errors, paths
 
 SSH_PORT = 22
 TLS_PORT = 2376  # Docker's mutual-TLS endpoint
@@ -48,11 +48,7 @@ REQUEST_DEADLINE_ENV = "XSCONTAINER_REQUEST_DEADLINE"
 
 def request_deadline_default() -> float:
     """The deadline of one Docker request: the environment's, else the default."""
-    try:
-        value = float(os.environ.get(REQUEST_DEADLINE_ENV, ""))
-    except ValueError:
-        return DEFAULT_REQUEST_DEADLINE
-    return value if value > 0 else DEFAULT_REQUEST_DEADLINE
+    return paths.env_seconds(REQUEST_DEADLINE_ENV, DEFAULT_REQUEST_DEADLINE)
 _READ_CHUNK = 1 << 20
 
 
