@@ -9,6 +9,12 @@
 * `cut(lab, vm)` / `mend(lab, vm)`: the guest's network cut (its end of the link
   down: packets to it vanish without an answer, as when a VM's network fails) and
   restored; `network_cut(lab, vm)` does both around a block.
+* `reboot(lab, vm)`: the guest reboots. Its guest metrics disappear (the agent is
+  gone), dockerd shuts down as on a clean shutdown (its containers stopped), then
+  every process left in the guest ends (sshd, `lab exec` sessions, the holder and
+  with it the guest's `/run`); the guest comes back as `lab up` made it (same
+  address, host keys, engine data: Docker starts again the containers whose restart
+  policy says so) and its guest metrics are reported again.
 
 All of it works on the guest's namespace and records only; nothing here touches
 the other guests. `lab down` undoes whatever a test left.
@@ -110,3 +116,22 @@ def network_cut(lab: Any, vm: str) -> Iterator[None]:
         yield
     finally:
         mend(lab, vm)
+
+
+def reboot(lab: Any, vm: str) -> None:
+    """The guest reboots: everything in it ends, then it starts as at `lab up`."""
+    g = lab._guest(vm)
+    set_guest_networks(lab, vm, {})
+    holder_proc = rig.holder(g)
+    mnt = procs.ns_inode("/proc/%d/ns/mnt" % holder_proc.pid)
+    # a clean shutdown: dockerd stops its containers (a container stopped this way
+    # keeps its restart policy, unlike one stopped or killed through the API)
+    rig.stop_daemon(g, "dockerd")
+    rig.stop_daemon(g, "sshd")
+    procs.stop_recorded(g.record("holder"), timeout=5)
+    if mnt is not None:  # whatever else ran in the guest, and its descendants
+        procs.kill_all(procs.in_namespaces("mnt", {mnt}))
+    rig.start_holder(g)
+    rig.start_daemon(g, "sshd")
+    rig.start_daemon(g, "dockerd")
+    set_guest_networks(lab, vm, {"0/ip": g.ip, "0/ipv4/0": g.ip})
