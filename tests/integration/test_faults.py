@@ -45,19 +45,34 @@ def shows(xs: Any, vm: labctl.VM, name: str) -> Callable[[], bool]:
 
 class Watch:
     """Samples a VM's other-config in the background, on a XAPI session of its own
-    (a session is not shared between threads): was docker_ps ever missing?"""
+    (a session is not shared between threads): was docker_ps ever missing? The
+    monitor rewrites a key as two single-key edits (remove, then add), so a read
+    can fall between them: an absence counts only when a read 0.1 s and another
+    0.3 s later still find no docker_ps (`missing` holds when each such absence
+    was seen, `instants` how many rewrites were caught)."""
 
     def __init__(self, lab: labctl.Lab, vm: labctl.VM) -> None:
         self.missing: List[float] = []
+        self.instants = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(lab, vm), daemon=True)
         self._thread.start()
 
     def _run(self, lab: labctl.Lab, vm: labctl.VM) -> None:
         with lab.xapi_session() as session:
+            def present() -> bool:
+                return "docker_ps" in other_config(session.xenapi, vm)
+
             while not self._stop.is_set():
-                if "docker_ps" not in other_config(session.xenapi, vm):
-                    self.missing.append(time.monotonic())
+                if not present():
+                    seen = time.monotonic()
+                    for pause in (0.1, 0.3):
+                        time.sleep(pause)
+                        if present():
+                            self.instants += 1
+                            break
+                    else:
+                        self.missing.append(seen)
                 time.sleep(0.05)
 
     def stop(self) -> List[float]:
