@@ -147,7 +147,7 @@ def _element(parts: List[str], start: str, name: str, value: Any, budget: _Budge
         if len(value) > budget.limit - budget.used:  # cannot fit, even unescaped
             raise _Overflow()
         piece = start + ">" + _escape_text(value) + "</" + name + ">"
-    elif isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple, collections.abc.Mapping)):
         if not value:
             piece = start + "/>"
         else:
@@ -155,20 +155,13 @@ def _element(parts: List[str], start: str, name: str, value: Any, budget: _Budge
                 raise _too_deep()
             budget.take(len(start) + 1)
             parts.append(start + ">")
-            for child in value:
-                _element(parts, "<item", "item", child, budget, depth + 1)
-            piece = "</" + name + ">"
-    elif isinstance(value, collections.abc.Mapping):
-        if not value:
-            piece = start + "/>"
-        else:
-            if depth >= MAX_DEPTH:
-                raise _too_deep()
-            budget.take(len(start) + 1)
-            parts.append(start + ">")
-            for key, child in value.items():
-                child_start, child_name = _tag(str(key))
-                _element(parts, child_start, child_name, child, budget, depth + 1)
+            if isinstance(value, collections.abc.Mapping):
+                for key, child in value.items():
+                    child_start, child_name = _tag(str(key))
+                    _element(parts, child_start, child_name, child, budget, depth + 1)
+            else:
+                for child in value:
+                    _element(parts, "<item", "item", child, budget, depth + 1)
             piece = "</" + name + ">"
     else:
         piece = start + ">" + _scalar(value) + "</" + name + ">"

@@ -9,11 +9,13 @@ import signal
 import socket
 import subprocess
 import time
+import xml.dom.minidom
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
 from xsclab import labctl
+from xscontainer.xmlenc import normalize_status
 
 IMAGE = "xsc-test/busybox:latest"
 DOCKER_KEYS = ("docker_ps", "docker_info", "docker_version")
@@ -124,3 +126,32 @@ def set_key(xs: Any, vm: labctl.VM, key: str, value: str) -> None:
 
 def other_config(xs: Any, vm: labctl.VM) -> Dict[str, str]:
     return dict(xs.VM.get_other_config(ref_of(xs, vm)))
+
+def ps_entries(xml_text: str) -> List[Dict[str, str]]:
+    """docker_ps as XenCenter reads it: every `entry`, its direct children's text."""
+    entries = []
+    for entry in xml.dom.minidom.parseString(xml_text).getElementsByTagName("entry"):
+        fields: Dict[str, str] = {}
+        for child in entry.childNodes:
+            if child.nodeType == child.ELEMENT_NODE and child.tagName not in fields:
+                fields[child.tagName] = "".join(
+                    t.data for t in child.childNodes if t.nodeType == t.TEXT_NODE)
+        entries.append(fields)
+    return entries
+
+def published(xs: Any, vm: labctl.VM) -> Optional[Dict[str, tuple]]:
+    """id -> (name, status) from the VM's docker_ps, None without one."""
+    text = other_config(xs, vm).get("docker_ps")
+    if text is None:
+        return None
+    return {e["id"]: (e["names"], e["status"]) for e in ps_entries(text)}
+
+def in_guest(lab: labctl.Lab, vm: labctl.VM) -> Dict[str, tuple]:
+    """id -> (name, normalised status) as the guest's Docker says."""
+    out = lab.exec(vm.name, ["docker", "ps", "-a", "--no-trunc",
+                             "--format", "{{.ID}}\t{{.Names}}\t{{.Status}}"]).stdout
+    result = {}
+    for line in out.splitlines():
+        cid, name, status = line.split("\t")
+        result[cid] = (name, normalize_status(status))
+    return result

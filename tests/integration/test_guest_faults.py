@@ -6,35 +6,24 @@ lost, the monitoring recovers or keeps up by itself, and its writes stay bounded
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Iterator, List
 
 import pytest
 
 from xsclab import faults, labctl
-from xscontainer.xmlenc import MAX_DOCKER_PS, normalize_status
+from xscontainer.xmlenc import MAX_DOCKER_PS
 
-from .monitoring import DOCKER_KEYS, IMAGE, other_config, ref_of, wait_for
+from .monitoring import (
+    DOCKER_KEYS,
+    IMAGE,
+    in_guest,
+    other_config,
+    ps_entries,
+    published,
+    ref_of,
+    wait_for,
+)
 from .test_faults import Watch, registered
-from .test_monitor import ps_entries
-
-
-def published(xs: Any, vm: labctl.VM) -> Optional[Dict[str, tuple]]:
-    """id -> (name, status) from the VM's docker_ps, None without one."""
-    text = other_config(xs, vm).get("docker_ps")
-    if text is None:
-        return None
-    return {e["id"]: (e["names"], e["status"]) for e in ps_entries(text)}
-
-
-def in_guest(lab: labctl.Lab, vm: labctl.VM) -> Dict[str, tuple]:
-    """id -> (name, normalised status) as the guest's Docker says."""
-    out = lab.exec(vm.name, ["docker", "ps", "-a", "--no-trunc",
-                             "--format", "{{.ID}}\t{{.Names}}\t{{.Status}}"]).stdout
-    result = {}
-    for line in out.splitlines():
-        cid, name, status = line.split("\t")
-        result[cid] = (name, normalize_status(status))
-    return result
 
 
 def forget(lab: labctl.Lab, xs: Any, vm: labctl.VM) -> None:

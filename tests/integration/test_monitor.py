@@ -15,14 +15,13 @@ import threading
 import time
 import uuid
 import xml.dom.minidom
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
 
 import docker.errors
 import pytest
 import XenAPI
 
 from xsclab import labctl
-from xscontainer.xmlenc import normalize_status
 
 from .monitoring import (
     DOCKER_KEYS,
@@ -30,7 +29,10 @@ from .monitoring import (
     IMAGE,
     Monitor,
     control_request,
+    in_guest,
     other_config,
+    ps_entries,
+    published,
     ref_of,
     set_key,
     wait_for,
@@ -71,38 +73,6 @@ def deregister(xs: Any, vm: labctl.VM) -> None:
 def messages(xs: Any, vm: labctl.VM) -> Dict[str, Dict[str, Any]]:
     return {ref: rec for ref, rec in xs.message.get_all_records().items()
             if rec["name"] == FAILURE and rec["obj_uuid"] == vm.uuid}
-
-
-def ps_entries(xml_text: str) -> List[Dict[str, str]]:
-    """docker_ps as XenCenter reads it: every `entry`, its direct children's text."""
-    entries = []
-    for entry in xml.dom.minidom.parseString(xml_text).getElementsByTagName("entry"):
-        fields: Dict[str, str] = {}
-        for child in entry.childNodes:
-            if child.nodeType == child.ELEMENT_NODE and child.tagName not in fields:
-                fields[child.tagName] = "".join(
-                    t.data for t in child.childNodes if t.nodeType == t.TEXT_NODE)
-        entries.append(fields)
-    return entries
-
-
-def published(xs: Any, vm: labctl.VM) -> Optional[Dict[str, tuple]]:
-    """id -> (name, status) from the VM's docker_ps, None without one."""
-    text = other_config(xs, vm).get("docker_ps")
-    if text is None:
-        return None
-    return {e["id"]: (e["names"], e["status"]) for e in ps_entries(text)}
-
-
-def in_guest(lab: labctl.Lab, vm: labctl.VM) -> Dict[str, tuple]:
-    """id -> (name, normalised status) as the guest's Docker says."""
-    out = lab.exec(vm.name, ["docker", "ps", "-a", "--no-trunc",
-                             "--format", "{{.ID}}\t{{.Names}}\t{{.Status}}"]).stdout
-    result = {}
-    for line in out.splitlines():
-        cid, name, status = line.split("\t")
-        result[cid] = (name, normalize_status(status))
-    return result
 
 
 def shows_guest(lab: labctl.Lab, xs: Any, vm: labctl.VM) -> Callable[[], bool]:
