@@ -1,0 +1,94 @@
+"""`xscontainer logs -f`: new lines as they come, by polling get_logs.
+
+The plugin answers one request at a time, so following is polling: each poll
+asks get_logs for the lines since the second of the last line printed, with
+Docker's timestamps, and prints those not printed yet (a line is known by its
+timestamp and text). Without -t the timestamps are taken off again. Ctrl-C
+(or SIGTERM) ends it cleanly with status 0, between or during polls.
+"""
+
+import calendar
+import re
+import signal
+import time
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from xscontainer.cli import exits, tables
+
+MAX_TAIL = "10000"
+# Docker's RFC 3339 timestamps with nanoseconds (trailing zeros trimmed)
+STAMP_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?"
+                      r"(Z|[+-]\d\d:\d\d) ")
+
+Key = Tuple[int, int]  # (Unix seconds, nanoseconds)
+
+
+def stamp(line: str) -> Optional[Tuple[Key, str]]:
+    """((seconds, nanoseconds), the text after the timestamp) of a timestamped
+    line, or None when the line has no timestamp."""
+    match = STAMP_RE.match(line)
+    if not match:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    fraction, zone = match.group(7) or "", match.group(8)
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    if zone != "Z":
+        offset = int(zone[1:3]) * 3600 + int(zone[4:6]) * 60
+        seconds -= offset if zone[0] == "+" else -offset
+    return (seconds, int(fraction.ljust(9, "0"))), line[match.end():]
+
+
+class _Stop(Exception):
+    pass
+
+
+def _on_term(_signum: int, _frame: Any) -> None:
+    raise _Stop()
+
+
+class Follower:
+    def __init__(self, pool: Any, target: Dict[str, str], timestamps: bool,
+                 interval: float) -> None:
+        self.pool = pool
+        self.target = dict(target, timestamps="true")
+        self.timestamps = timestamps
+        self.interval = interval
+        self.last: Optional[Key] = None
+        self.seen: Set[str] = set()  # the lines printed with timestamp `last`
+
+    def run(self) -> int:
+        previous = signal.signal(signal.SIGTERM, _on_term)
+        try:
+            while True:
+                self.poll()
+                time.sleep(self.interval)
+        except (KeyboardInterrupt, _Stop):
+            return exits.OK
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def poll(self) -> None:
+        if self.last is not None:
+            self.target["since"] = str(self.last[0])
+            self.target["tail"] = MAX_TAIL
+        self.show(self.pool.plugin("get_logs", self.target))
+
+    def show(self, payload: str) -> None:
+        out: List[str] = []
+        for line in payload.split("\n")[:-1] if payload.endswith("\n") else payload.split("\n"):
+            parsed = stamp(line)
+            if parsed is None:  # no timestamp (the plugin's marker of a cut): as it is
+                if line:
+                    out.append(line)
+                continue
+            key, text = parsed
+            if self.last is not None:
+                if key < self.last or (key == self.last and line in self.seen):
+                    continue
+            if key != self.last:
+                self.last = key
+                self.seen = set()
+            self.seen.add(line)
+            out.append(line if self.timestamps else text)
+        if out:
+            tables.write("\n".join(out) + "\n")
