@@ -23,10 +23,14 @@ PREPARE_TIMEOUT = 1200.0
 
 def main(argv: Optional[List[str]] = None) -> int:
     from xscontainer import log as xlog  # noqa: PLC0415
-    from xscontainer import paths  # noqa: PLC0415
+    from xscontainer import paths, wireio  # noqa: PLC0415
     from xscontainer.cli import commands, exits, options, tables  # noqa: PLC0415
     from xscontainer.cli.pool import CommandError, Pool  # noqa: PLC0415
 
+    if argv is None:  # as the bytes were, whatever the locale (wireio.py)
+        wireio.quiet_warnings()
+        wireio.utf8_stdio()
+        argv = [wireio.utf8_arg(arg) for arg in sys.argv[1:]]
     args = options.parse(argv)
     xlog.configure("cli")
     logging.captureWarnings(True)

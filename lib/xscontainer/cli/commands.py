@@ -91,11 +91,15 @@ def _ps_now(pool: Pool, vm: VM, all_containers: bool) -> List[Dict[str, Any]]:
     arguments = {"vmuuid": vm.uuid}
     if all_containers:
         arguments["all"] = "true"
-    document = pool.plugin("get_ps", arguments)
-    try:
-        return views.ps_containers(document, "get_ps's answer")
-    except views.BadDocument as exc:
-        raise CommandError(str(exc), exits.ENGINE) from exc
+    answer = _plugin_json(pool, "get_ps", arguments)
+    containers = answer.get("containers") if isinstance(answer, dict) else None
+    if not isinstance(containers, list):
+        raise CommandError("The plugin's get_ps answered JSON without a container list.",
+                           exits.ENGINE)
+    if answer.get("not_shown"):
+        _warn("%s: %s more containers not shown (the answer's size limit)"
+              % (vm.name, answer["not_shown"]))
+    return [c for c in containers if isinstance(c, dict)]
 
 
 # -- inspect, top -------------------------------------------------------------------
@@ -157,22 +161,20 @@ def _number(value: Any) -> float:
         return 0.0
 
 
-def _pair(sample: Dict[str, Any], key: str, first: str, second: str, binary: bool) -> str:
-    pair = sample.get(key) or {}
-    if not isinstance(pair, dict):
-        return "--"
-    return "%s / %s" % (tables.human_bytes(_number(pair.get(first)), binary),
-                        tables.human_bytes(_number(pair.get(second)), binary))
+def _sizes(sample: Dict[str, Any], first: str, second: str, binary: bool) -> str:
+    return "%s / %s" % (tables.human_bytes(_number(sample.get(first)), binary),
+                        tables.human_bytes(_number(sample.get(second)), binary))
 
 
 def stats_row(sample: Dict[str, Any]) -> List[str]:
+    """A get_stats row as `docker stats` shows it (memory in binary units, I/O in
+    decimal ones)."""
     return [str(sample.get("id", ""))[:12], str(sample.get("name", "")).lstrip("/"),
             "%.2f%%" % _number(sample.get("cpu_percent")),
-            _pair(sample, "memory", "usage", "limit", True),
-            "%.2f%%" % _number((sample.get("memory") or {}).get("percent")
-                               if isinstance(sample.get("memory"), dict) else 0),
-            _pair(sample, "network", "rx_bytes", "tx_bytes", False),
-            _pair(sample, "block_io", "read_bytes", "write_bytes", False),
+            _sizes(sample, "memory_usage", "memory_limit", True),
+            "%.2f%%" % _number(sample.get("memory_percent")),
+            _sizes(sample, "network_rx", "network_tx", False),
+            _sizes(sample, "block_read", "block_write", False),
             str(sample.get("pids", ""))]
 
 
@@ -184,9 +186,10 @@ def stats(pool: Pool, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(answer)
         return exits.OK
-    samples = answer.get("containers", answer) if isinstance(answer, dict) else answer
-    if isinstance(samples, dict):
-        samples = [samples]
+    samples = answer.get("containers") if isinstance(answer, dict) else None
+    if not isinstance(samples, list):
+        raise CommandError("The plugin's get_stats answered JSON without a container list.",
+                           exits.ENGINE)
     rows = [stats_row(s) for s in samples if isinstance(s, dict)]
     tables.line(tables.render(STATS_HEADER, rows, ("NAME",), _columns(args)))
     return exits.OK

@@ -1,9 +1,6 @@
 """Output for people: tables sized to the terminal, sizes and durations as
-`docker` prints them, and every byte written as UTF-8.
-
-dom0's Python 3.6 may run without a UTF-8 locale (it then encodes stdout as
-ASCII); container names, logs and commands are any text, so the command writes
-UTF-8 bytes itself, as the docker CLI does.
+`docker` prints them. (The command's stdout and stderr write UTF-8 whatever
+the locale: wireio.utf8_stdio.)
 """
 
 import os
@@ -18,14 +15,9 @@ GAP = "   "
 
 
 def write(text: str, stream: Optional[IO[str]] = None) -> None:
-    """`text` as UTF-8 on stdout (or `stream`), whatever the locale says."""
+    """`text` on stdout (or `stream`), flushed."""
     stream = stream if stream is not None else sys.stdout
-    buffer = getattr(stream, "buffer", None)
-    if buffer is None:  # a text-only stream (tests): it takes str
-        stream.write(text)
-    else:
-        stream.flush()
-        buffer.write(text.encode("utf-8", "replace"))
+    stream.write(text)
     stream.flush()
 
 
