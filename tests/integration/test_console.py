@@ -1,0 +1,206 @@
+"""The `xscontainer` command as a person (and a script) uses it, in a lab dom0.
+
+Each call runs scripts/xscontainer (or the installed /usr/bin/xscontainer) in
+the dom0 of the lab's last host with that dom0's environment: it logs in on
+the simulator's local socket and calls host.call_plugin on its own host, which
+forwards calls for VMs resident elsewhere, as xapi does.
+"""
+
+import json
+import subprocess
+from typing import Any, Dict, Iterator
+
+import pytest
+
+from xscontainer import xmlenc
+
+IMAGE = "xsc-test/busybox"
+
+
+def xsc(lab: Any, *argv: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+    """`xscontainer ARGV` in the dom0 of the last host (not the pool's coordinator)."""
+    return lab.dom0_run(lab.hosts[-1].uuid, ["xscontainer", *argv], timeout=timeout)
+
+
+def xsc_json(lab: Any, *argv: str, status: int = 0) -> Any:
+    out = xsc(lab, "--json", *argv)
+    assert out.returncode == status, (argv, out.returncode, out.stdout, out.stderr)
+    return json.loads(out.stdout)
+
+
+def other_config(lab: Any, vm: Any) -> Dict[str, str]:
+    with lab.xapi_session() as s:
+        return dict(s.xenapi.VM.get_other_config(s.xenapi.VM.get_by_uuid(vm.uuid)))
+
+
+def set_key(lab: Any, vm: Any, key: str, value: Any) -> None:
+    """Set (or with None remove) one other-config key."""
+    with lab.xapi_session() as s:
+        ref = s.xenapi.VM.get_by_uuid(vm.uuid)
+        s.xenapi.VM.remove_from_other_config(ref, key)
+        if value is not None:
+            s.xenapi.VM.add_to_other_config(ref, key, value)
+
+
+@pytest.fixture(scope="module")
+def vm(lab: Any) -> Any:
+    """The first guest (resident on the coordinator: calls from the last host's dom0
+    are forwarded)."""
+    return lab.vms[0]
+
+
+@pytest.fixture(scope="module")
+def web(lab: Any, vm: Any) -> Iterator[str]:
+    """A container that writes a numbered line to stdout and to stderr each 0.2 s."""
+    name = "xsc-cli-web"
+    lab.exec(vm.name, ["docker", "rm", "-f", name], check=False)
+    lab.exec(vm.name, ["docker", "run", "-d", "--init", "--name", name, IMAGE, "sh", "-c",
+                       "i=0; while true; do i=$((i+1)); echo out $i; echo err $i >&2; "
+                       "sleep 0.2; done"])
+    yield name
+    lab.exec(vm.name, ["docker", "rm", "-f", name], check=False)
+
+
+@pytest.fixture
+def saved_keys(lab: Any, vm: Any) -> Iterator[None]:
+    """The VM's xscontainer-monitor and docker_ps keys as they were, afterwards."""
+    keys = ("xscontainer-monitor", "docker_ps")
+    before = {k: other_config(lab, vm).get(k) for k in keys}
+    yield
+    for key in keys:
+        set_key(lab, vm, key, before[key])
+
+
+def test_help_and_usage_errors(lab: Any) -> None:
+    out = xsc(lab, "--help")
+    assert out.returncode == 0, out.stderr
+    assert "examples:" in out.stdout and "exit status:" in out.stdout
+    assert "xscontainer logs -n 5" in out.stdout
+    for argv in (["logs", "-n", "10x", "vm", "c"], ["logs", "-n", "-1", "vm", "c"], ["nope"]):
+        out = xsc(lab, *argv)
+        assert out.returncode == 2, (argv, out.stdout, out.stderr)
+        assert out.stdout == "" and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_vm_by_uuid_or_name_label(lab: Any, vm: Any, saved_keys: None) -> None:
+    out = xsc(lab, "register", vm.name)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Registered %s (%s)" % (vm.name, vm.uuid)
+    assert other_config(lab, vm)["xscontainer-monitor"] == "True"
+    answer = xsc_json(lab, "deregister", vm.uuid)
+    assert answer == {"vm": {"uuid": vm.uuid, "name_label": vm.name}, "registered": False}
+    assert other_config(lab, vm)["xscontainer-monitor"] == "False"
+    # upper-case uuids are uuids too
+    assert xsc_json(lab, "register", vm.uuid.upper())["registered"] is True
+
+
+def test_unknown_and_ambiguous_names(lab: Any, vm: Any, web: str) -> None:
+    out = xsc(lab, "top", "no-such-vm", web)
+    assert out.returncode == 3, (out.stdout, out.stderr)
+    assert "no-such-vm" in out.stderr and "xe vm-list" in out.stderr
+    twin = lab.vms[1]
+    with lab.xapi_session() as s:
+        ref = s.xenapi.VM.get_by_uuid(twin.uuid)
+        s.xenapi.VM.set_name_label(ref, vm.name)
+        try:
+            out = xsc(lab, "top", vm.name, web)
+            assert out.returncode == 4, (out.stdout, out.stderr)
+            assert "2 VMs are named %r" % vm.name in out.stderr
+            assert vm.uuid in out.stderr and twin.uuid in out.stderr
+            error = xsc_json(lab, "top", vm.name, web, status=4)["error"]
+            assert error["status"] == 4 and twin.uuid in error["message"]
+            # the uuid still names either
+            assert xsc(lab, "top", vm.uuid, web).returncode == 0
+        finally:
+            s.xenapi.VM.set_name_label(ref, twin.name)
+
+
+def test_ps_reads_the_published_lists_and_touches_no_guest(lab: Any, vm: Any,
+                                                           saved_keys: None) -> None:
+    # a list only XAPI holds: no guest has these containers
+    published = xmlenc.docker_ps([
+        {"Id": "f" * 64, "Names": ["/only-published"], "Image": "nginx", "Command": "nginx",
+         "Created": 1700000000, "Status": "Up 2 hours",
+         "Ports": [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}]},
+        {"Id": "e" * 64, "Names": ["/stopped-one"], "Image": "busybox", "Command": "true",
+         "Created": 1700000000, "Status": "Exited (0) 1 hour ago"}])
+    set_key(lab, vm, "xscontainer-monitor", "True")
+    set_key(lab, vm, "docker_ps", published)
+    with lab.xapi_session() as s:
+        before = s.xenapi.lab.stats()["calls"].get("host.call_plugin", 0)
+        running = xsc_json(lab, "ps")
+        everything = xsc_json(lab, "ps", "-a")
+        table = xsc(lab, "ps")
+        after = s.xenapi.lab.stats()["calls"].get("host.call_plugin", 0)
+    assert after == before  # no plugin call: nothing asked of any guest
+    mine = [entry for entry in running["vms"] if entry["uuid"] == vm.uuid]
+    assert len(mine) == 1 and mine[0]["name_label"] == vm.name
+    assert [c["names"] for c in mine[0]["containers"]] == ["only-published"]
+    container = mine[0]["containers"][0]
+    assert container["id"] == "f" * 64 and container["container"] == "f" * 10
+    assert container["status"] == "Up" and container["created"] == 1700000000
+    assert container["ports"] == [{"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080,
+                                   "Type": "tcp"}]
+    mine = [entry for entry in everything["vms"] if entry["uuid"] == vm.uuid]
+    assert [c["names"] for c in mine[0]["containers"]] == ["only-published", "stopped-one"]
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["VM", "CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED",
+                                "STATUS", "PORTS", "NAMES"]
+    row = [line for line in lines if "only-published" in line]
+    assert len(row) == 1 and row[0].startswith(vm.name) and "0.0.0.0:8080->80/tcp" in row[0]
+    assert "stopped-one" not in table.stdout
+
+
+def test_lifecycle_and_what_failures_exit_with(lab: Any, vm: Any, web: str) -> None:
+    out = xsc(lab, "pause", vm.name, web)
+    assert out.returncode == 0 and out.stdout == web + "\n", (out.stdout, out.stderr)
+    state = lab.exec(vm.name, ["docker", "inspect", "-f", "{{.State.Status}}", web])
+    assert state.stdout.strip() == "paused"
+    answer = xsc_json(lab, "unpause", vm.uuid, web, "no-such-container", status=6)
+    assert answer["action"] == "unpause" and answer["vm"]["uuid"] == vm.uuid
+    done, missing = answer["containers"]
+    assert done == {"container": web, "ok": True}
+    assert missing["ok"] is False and missing["code"] == "XSCONTAINER_NO_SUCH_CONTAINER"
+    state = lab.exec(vm.name, ["docker", "inspect", "-f", "{{.State.Status}}", web])
+    assert state.stdout.strip() == "running"
+    # a container reference the plugin refuses: a usage error
+    out = xsc(lab, "stop", vm.name, "no/such")
+    assert out.returncode == 2 and "not a container name" in out.stderr, out.stderr
+
+
+def test_a_halted_vm(lab: Any, web: str) -> None:
+    halted = lab.vms[-1]
+    with lab.xapi_session() as s:
+        ref = s.xenapi.VM.get_by_uuid(halted.uuid)
+        host = s.xenapi.host.get_by_uuid(halted.host)
+        networks = s.xenapi.VM_guest_metrics.get_networks(s.xenapi.VM.get_guest_metrics(ref))
+        s.xenapi.VM.hard_shutdown(ref)
+        try:
+            out = xsc(lab, "top", halted.name, web)
+            assert out.returncode == 5, (out.stdout, out.stderr)
+            assert "Halted" in out.stderr
+            # diagnose reports it as a broken link: status 1
+            out = xsc(lab, "diagnose", halted.name)
+            assert out.returncode == 1, (out.stdout, out.stderr)
+            assert "[FAIL] the VM is running" in out.stdout
+        finally:
+            s.xenapi.VM.start_on(ref, host, False, False)
+            s.xenapi.lab.VM.set_guest_networks(ref, networks)
+
+
+def test_inspect_top_diagnose(lab: Any, vm: Any, web: str) -> None:
+    out = xsc(lab, "inspect", vm.name, web)
+    assert out.returncode == 0, out.stderr
+    facts = dict(line.split(None, 1) for line in out.stdout.splitlines()[1:]
+                 if len(line.split(None, 1)) == 2)
+    container_id = lab.exec(vm.name, ["docker", "inspect", "-f", "{{.Id}}", web]).stdout.strip()
+    assert facts["Id"].strip() == container_id and facts["Name"].strip() == web
+    out = xsc(lab, "top", vm.name, web)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:2] == ["UID", "PID"] and lines[0].split()[-1] == "CMD"
+    assert any("sleep 0.2" in line for line in lines[1:]), lines
+    out = xsc(lab, "diagnose", vm.name)
+    assert out.returncode == 0, out.stderr
+    assert "Result: container management works for this VM." in out.stdout
