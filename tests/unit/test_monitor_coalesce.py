@@ -44,12 +44,15 @@ def test_continuous_events_are_refreshed_at_most_every_max_delay():
     assert all(1.0 - 1e-9 <= g <= 1.1 + 1e-9 for g in gaps)
 
 
-def simulate(event_times, quiet, max_delay, refresh_cost=0.02, step=0.001):
+def simulate(event_times, quiet, max_delay, refresh_cost=0.02, step=0.001, min_interval=0.0,
+             settling=()):
     """A guest whose container count goes up at each event time, a worker that
     refreshes (reads the count) when the coalescer says so: how many refreshes,
-    what got published last, and when."""
-    c = Coalescer(quiet, max_delay)
+    what got published last, and when. Events at the times in `settling` are
+    noted as settling ones (a create, a kill)."""
+    c = Coalescer(quiet, max_delay, min_interval)
     events = sorted(event_times)
+    settling = set(settling)
     state = 0
     published = None
     published_at = None
@@ -60,7 +63,7 @@ def simulate(event_times, quiet, max_delay, refresh_cost=0.02, step=0.001):
     while t <= end:
         while i < len(events) and events[i] <= t:
             state += 1
-            c.note([PS], events[i])
+            c.note([PS], events[i], settle=events[i] in settling)
             i += 1
         if c.take(t):
             refreshes += 1
@@ -89,9 +92,111 @@ def test_sequential_starts_spaced_wider_than_quiet_refresh_each():
     assert published == state and refreshes == 20
 
 
+def test_sequential_starts_are_refreshed_at_most_once_per_min_interval():
+    times = [i * 0.5 for i in range(20)]
+    refreshes, published, _at, state = simulate(times, 0.15, 1.0, min_interval=1.0)
+    assert published == state
+    assert refreshes == 11  # 0.15, 1.15, ..., 10.15: one a second, not 20
+
+
+def test_a_settling_event_does_not_start_the_quiet_timer():
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
+    c.note([PS], 0.0, settle=True)  # create
+    assert c.due_at() == pytest.approx(1.0)  # only max_delay bounds it
+    assert c.take(0.5) == frozenset()
+    c.note([PS], 0.6)  # start, 0.6 s later (an image that starts slowly)
+    assert c.due_at() == pytest.approx(0.75)
+    assert c.take(0.75) == frozenset([PS])
+
+
+def test_a_settling_event_suspends_a_running_quiet_timer():
+    c = Coalescer(quiet=0.15, max_delay=1.0)
+    c.note([PS], 0.0)  # die of one container
+    c.note([PS], 0.1, settle=True)  # create of the next
+    assert c.due_at() == pytest.approx(1.0)
+    c.note([PS], 0.4)  # its start
+    assert c.due_at() == pytest.approx(0.55)
+
+
+def test_a_settling_event_that_nothing_follows_is_published_after_max_delay():
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
+    c.note([PS], 3.0, settle=True)  # a `docker create` on its own
+    assert c.take(3.99) == frozenset()
+    assert c.take(4.0) == frozenset([PS])
+
+
+def test_single_run_after_a_recent_refresh_waits_only_for_min_interval():
+    # a refresh at 0; a `docker run` whose create (0.1) and start (0.5) are
+    # further apart than quiet: one refresh, at 1.0, showing the start
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
+    c.note([PS], 0.0)
+    assert c.take(0.15) == frozenset([PS])
+    c.note([PS], 0.3, settle=True)
+    c.note([PS], 0.5)
+    assert c.due_at() == pytest.approx(1.15)
+    assert c.take(1.1) == frozenset()
+    assert c.take(1.15) == frozenset([PS])
+
+
+def test_single_runs_are_each_refreshed_once_after_their_start():
+    # `docker run` every 2 s, create 0.2 s to 0.6 s before start: without the
+    # settling rule the create is published alone and the start held back
+    # by min_interval; with it, one refresh per run, quiet after its start
+    times, settling = [], []
+    for i in range(10):
+        create, start = 2.0 * i, 2.0 * i + 0.2 + 0.04 * i
+        times += [create, start]
+        settling.append(create)
+    with_rule = simulate(times, 0.15, 1.0, min_interval=1.0, settling=settling)
+    without = simulate(times, 0.15, 1.0, min_interval=1.0)
+    assert with_rule[0] == 10 and with_rule[1] == with_rule[3] == 20
+    assert with_rule[2] - times[-1] == pytest.approx(0.15 + 0.02, abs=0.005)
+    assert without[0] == 20
+
+
+def test_burst_of_50_runs_with_settling_creates_refreshes_once_a_second():
+    rng = random.Random(7)
+    creates = sorted(rng.uniform(0.0, 4.0) for _ in range(50))
+    starts = [t + rng.uniform(0.1, 0.6) for t in creates]
+    refreshes, published, published_at, state = simulate(
+        creates + starts, 0.15, 1.0, min_interval=1.0, settling=creates)
+    assert published == state == 100
+    last = max(starts)
+    assert refreshes <= math.ceil(last) + 1
+    assert published_at - last <= 1.0 + 0.02 + 0.01
+
+
+def test_refreshes_of_a_busy_vm_are_at_least_min_interval_apart():
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
+    rng = random.Random(3)
+    t, taken = 0.0, []
+    while t < 30.0:
+        if rng.random() < 0.3:
+            c.note([PS], t, settle=rng.random() < 0.5)
+        if c.take(t):
+            taken.append(t)
+        t = round(t + 0.01, 6)
+    assert len(taken) >= 20
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(taken, taken[1:]))
+
+
+def test_take_all_with_a_time_counts_as_a_refresh():
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
+    c.note([PS], 0.0)
+    assert c.take_all(0.05) == frozenset([PS])  # a resync read everything
+    c.note([PS], 0.1)
+    assert c.due_at() == pytest.approx(1.05)
+    assert c.take_all(0.2) == frozenset([PS])
+    assert c.take_all(5.0) == frozenset()  # nothing pending: not a refresh
+    c.note([PS], 5.0)
+    assert c.due_at() == pytest.approx(5.15)
+
+
 def test_quiet_cannot_exceed_max_delay():
     with pytest.raises(ValueError):
         Coalescer(quiet=2.0, max_delay=1.0)
+    with pytest.raises(ValueError):
+        Coalescer(min_interval=-1.0)
 
 
 def test_take_all_ignores_timing():

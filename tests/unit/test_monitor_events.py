@@ -132,3 +132,20 @@ def test_malformed_actor_is_tolerated():
 
 def test_all_is_the_three_keys():
     assert ALL == frozenset(("docker_ps", "docker_info", "docker_version"))
+
+
+@pytest.mark.parametrize("action,settles", [
+    ("create", True), ("kill", True), ("start", False), ("die", False), ("destroy", False),
+    ("stop", False), ("pause", False),
+])
+def test_create_and_kill_settle_as_another_event_follows_them(action, settles):
+    event = events.parse({"Type": "container", "Action": action, "Actor": {"ID": "c1"}})
+    assert events.settles(event) is settles
+
+
+def test_only_container_events_settle():
+    assert not events.settles(events.parse({"Type": "image", "Action": "create",
+                                            "Actor": {"ID": "i"}}))
+    assert not events.settles(None)
+    # legacy shape (Podman)
+    assert events.settles(events.parse({"status": "create", "id": "c1", "from": "img"}))

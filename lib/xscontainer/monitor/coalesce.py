@@ -8,58 +8,82 @@ from typing import FrozenSet, Iterable, Optional, Set
 
 # Refresh a burst once it has been quiet this long ...
 DEFAULT_QUIET = 0.15
-# ... but never later than this after its first event.
+# ... but never later than this after its first event ...
 DEFAULT_MAX_DELAY = 1.0
+# ... and never sooner than this after the previous refresh: under sustained
+# churn a VM costs at most one refresh (two XAPI writes) per key per second.
+DEFAULT_MIN_INTERVAL = 1.0
 
 
 class Coalescer:
     """Collects the keys events made stale; says when to refresh them.
 
     A refresh is due `quiet` seconds after the last event, or `max_delay`
-    seconds after the first one not yet refreshed, whichever comes first. So
-    one event is published after `quiet`, and a continuous stream of events
-    gives at most one refresh per `max_delay`.
+    seconds after the first one not yet refreshed, whichever comes first; but
+    not sooner than `min_interval` after the previous refresh. So one event is
+    published after `quiet`, and a continuous stream of events gives at most
+    one refresh per max(`max_delay`, `min_interval`).
+
+    An event noted with `settle=True` is one that is normally followed by
+    another within moments (Docker's `create` before `start`, `kill` before
+    `die`): it does not start the quiet timer, and it suspends one already
+    running, so the refresh waits for the event that completes the change
+    instead of publishing the intermediate state and then, held back by
+    `min_interval`, the final one a second later. Should the follow-up never
+    come, `max_delay` still bounds the wait.
     """
 
-    def __init__(self, quiet: float = DEFAULT_QUIET, max_delay: float = DEFAULT_MAX_DELAY) -> None:
-        if quiet < 0 or max_delay < quiet:
-            raise ValueError("need 0 <= quiet <= max_delay")
+    def __init__(self, quiet: float = DEFAULT_QUIET, max_delay: float = DEFAULT_MAX_DELAY,
+                 min_interval: float = 0.0) -> None:
+        if quiet < 0 or max_delay < quiet or min_interval < 0:
+            raise ValueError("need 0 <= quiet <= max_delay and 0 <= min_interval")
         self.quiet = quiet
         self.max_delay = max_delay
+        self.min_interval = min_interval
         self._keys: Set[str] = set()
         self._first: Optional[float] = None
-        self._last: Optional[float] = None
+        self._last: Optional[float] = None  # None: no quiet timer running
+        self._taken: Optional[float] = None  # when the previous refresh was taken
 
     @property
     def pending(self) -> bool:
         return bool(self._keys)
 
-    def note(self, keys: Iterable[str], now: float) -> None:
+    def note(self, keys: Iterable[str], now: float, settle: bool = False) -> None:
         keys = set(keys)
         if not keys:
             return
         if not self._keys:
             self._first = now
         self._keys |= keys
-        self._last = now
+        self._last = None if settle else now
 
     def due_at(self) -> Optional[float]:
         """When the pending keys must be refreshed (None: nothing pending)."""
-        if not self._keys or self._first is None or self._last is None:
+        if not self._keys or self._first is None:
             return None
-        return min(self._last + self.quiet, self._first + self.max_delay)
+        due = self._first + self.max_delay
+        if self._last is not None:
+            due = min(due, self._last + self.quiet)
+        if self._taken is not None:
+            due = max(due, self._taken + self.min_interval)
+        return due
 
     def take(self, now: float) -> FrozenSet[str]:
         """The keys to refresh now, if due (clearing them); else nothing."""
         due = self.due_at()
         if due is None or now < due:
             return frozenset()
-        return self.take_all()
+        return self.take_all(now)
 
-    def take_all(self) -> FrozenSet[str]:
+    def take_all(self, now: Optional[float] = None) -> FrozenSet[str]:
+        """Every pending key, due or not; `now` (if given) counts as a refresh
+        for `min_interval`."""
         keys = frozenset(self._keys)
         self._keys.clear()
         self._first = self._last = None
+        if now is not None and keys:
+            self._taken = now
         return keys
 
 

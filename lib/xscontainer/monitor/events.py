@@ -29,6 +29,10 @@ PS_ACTIONS = frozenset((
 INFO_CONTAINER_ACTIONS = frozenset(("create", "destroy", "start", "die", "pause", "unpause"))
 # Image actions: /info counts images; `docker ps` shows a container's image by
 # the name it resolves to now, so (un)tagging and deleting change it too.
+# Container actions normally followed within moments by another that completes
+# the change (`create` by `start` in a `docker run`, `kill` by `die`): they do
+# not start the coalescer's quiet timer (see settles()).
+SETTLING_ACTIONS = frozenset(("create", "kill"))
 IMAGE_ACTIONS = frozenset(("delete", "import", "load", "pull", "tag", "untag"))
 IMAGE_PS_ACTIONS = frozenset(("delete", "tag", "untag"))
 # Legacy (untyped) events with these statuses came from images.
@@ -111,6 +115,12 @@ def stale_keys(event: Optional[DockerEvent]) -> FrozenSet[str]:
     if event.type == "daemon" and event.action == "reload":
         return frozenset((xapi_keys.DOCKER_INFO,))
     return NOTHING
+
+
+def settles(event: Optional[DockerEvent]) -> bool:
+    """True for an event that another normally follows at once (SETTLING_ACTIONS):
+    publishing the state between the two would only cost a write."""
+    return event is not None and event.type == "container" and event.action in SETTLING_ACTIONS
 
 
 # The event types the monitor asks Docker for. Filtering by type (not by

@@ -19,6 +19,7 @@ class Settings:
     def __init__(self, resync: float = 300.0, probe: float = 20.0, grace: float = 120.0,
                  quiet: float = coalesce.DEFAULT_QUIET,
                  max_delay: float = coalesce.DEFAULT_MAX_DELAY,
+                 min_interval: float = coalesce.DEFAULT_MIN_INTERVAL,
                  backoff_first: float = 2.0, backoff_cap: float = 60.0,
                  event_timeout: float = 30.0, control: bool = True,
                  sweep_delay: float = 30.0, stop_timeout: float = 4.0,
@@ -28,6 +29,7 @@ class Settings:
         self.grace = grace
         self.quiet = quiet
         self.max_delay = max_delay
+        self.min_interval = min_interval
         self.backoff_first = backoff_first
         self.backoff_cap = backoff_cap
         self.event_timeout = event_timeout
@@ -81,6 +83,8 @@ def parser() -> argparse.ArgumentParser:
            "publish a burst of container events once it has been quiet this long")
     option("--max-delay", "XSCONTAINER_MONITOR_MAX_DELAY", d.max_delay,
            "... but at the latest this long after the burst's first event")
+    option("--min-interval", "XSCONTAINER_MONITOR_MIN_INTERVAL", d.min_interval,
+           "refresh a VM's containers at most once per this long, however busy it is")
     option("--backoff-first", "XSCONTAINER_MONITOR_BACKOFF_FIRST", d.backoff_first,
            "first retry delay for an unreachable VM (doubles on each failure)")
     option("--backoff-cap", "XSCONTAINER_MONITOR_BACKOFF_CAP", d.backoff_cap,
@@ -103,7 +107,8 @@ def parse(argv: Optional[List[str]] = None) -> Settings:
         parser().error("--backoff-cap must not be shorter than --backoff-first")
     return Settings(
         resync=args.resync, probe=args.probe, grace=args.grace, quiet=args.quiet,
-        max_delay=args.max_delay, backoff_first=args.backoff_first,
+        max_delay=args.max_delay, min_interval=args.min_interval,
+        backoff_first=args.backoff_first,
         backoff_cap=args.backoff_cap, event_timeout=args.event_timeout,
         control=args.control, sweep_delay=args.sweep_delay, debug=args.debug,
     )

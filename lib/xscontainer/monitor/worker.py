@@ -7,8 +7,10 @@ the **reader** thread, which blocks in Docker's /events stream and only notes
 which keys an event made stale. paramiko adds its transport thread per SSH
 connection. Nothing grows per event: the coalescers hold at most three keys.
 docker_ps is refreshed `quiet` after a burst of events ends, at the latest
-`max_delay` after its first event; docker_info (counts, engine facts no client
-shows live) on a slower clock (INFO_QUIET / INFO_MAX_DELAY).
+`max_delay` after its first event, and at most once per `min_interval` (a
+`create` or `kill` does not start the quiet timer: its `start` or `die`
+follows); docker_info (counts, engine facts no client shows live) on a slower
+clock (INFO_QUIET / INFO_MAX_DELAY).
 
 A connection ends when the event stream ends or fails, a probe or refresh
 fails, the VM's connection settings change, or monitoring stops; the worker
@@ -98,9 +100,11 @@ class VMWorker:
         self._healthy = False
         self._session_no = 0
         self._reader_done: Optional[Tuple[int, Optional[BaseException]]] = None
-        self._coalescer = Coalescer(settings.quiet, settings.max_delay)  # docker_ps
+        self._coalescer = Coalescer(settings.quiet, settings.max_delay,  # docker_ps
+                                    settings.min_interval)
         self._info_coalescer = Coalescer(max(settings.quiet, INFO_QUIET),
-                                         max(settings.max_delay, INFO_MAX_DELAY))
+                                         max(settings.max_delay, INFO_MAX_DELAY),
+                                         settings.min_interval)
         self._episode = FailureEpisode(settings.grace,
                                        Backoff(settings.backoff_first, settings.backoff_cap))
         self._settings_key: Tuple[Tuple[str, str], ...] = rules.connection_settings(record)
@@ -314,6 +318,11 @@ class VMWorker:
             if not keys and now >= last_traffic + self.settings.probe:
                 keys = frozenset((xapi_keys.DOCKER_VERSION,))
                 self.stats["probes"] += 1
+            with self._cond:  # a resync or catch-up read is a refresh too
+                if xapi_keys.DOCKER_PS in keys:
+                    self._coalescer.take_all(now)
+                if xapi_keys.DOCKER_INFO in keys:
+                    self._info_coalescer.take_all(now)
             if keys:
                 self._refresh(client, keys)
             last_traffic = self._clock()
@@ -324,6 +333,7 @@ class VMWorker:
             for message in client.events(filters=events.EVENT_FILTERS):
                 event = events.parse(message)
                 keys = events.stale_keys(event)
+                settle = events.settles(event)
                 now = self._clock()
                 with self._cond:
                     if self._client is not client:
@@ -331,8 +341,8 @@ class VMWorker:
                     self.stats["events"] += 1
                     self._last_event_at = now
                     if keys:
-                        self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now)
-                        self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now)
+                        self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now, settle)
+                        self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now, settle)
                         self._cond.notify_all()
                 if keys and log.isEnabledFor(logging.DEBUG):
                     log.debug("%s: %r -> refresh %s", self.where, event, ", ".join(sorted(keys)))
