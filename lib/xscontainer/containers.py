@@ -13,12 +13,13 @@ SDK and paramiko, which take about half a second to load.
 
 import functools
 import logging
+import os
 import time
 from typing import Dict, Optional
 
 from xscontainer import diagnose as diagnose_mod
-from xscontainer import xapi_keys, xmlenc
-from xscontainer.docker_api import DockerClient, deadline_at
+from xscontainer import paths, xapi_keys, xmlenc
+from xscontainer.docker_api import DockerClient, FileVersionCache, deadline_at
 from xscontainer.guest import Guest
 from xscontainer.operations import implementation, table
 from xscontainer.xapi import Xapi
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 # included: every Docker request ends by then (XSCONTAINER_TIMEOUT), whatever
 # the guest does. Connecting has its own, shorter, limits (Timeouts).
 CALL_DEADLINE = 50.0
+
+
+def version_cache() -> FileVersionCache:
+    """Where plugin calls keep the API version negotiated with each VM's engine
+    (root-only files under the run folder; gone at reboot, which is fine)."""
+    return FileVersionCache(os.path.join(paths.run_dir(), "api-versions"))
 
 
 def _running_guest(xapi: Xapi, args: Dict[str, str]) -> Guest:
@@ -45,7 +52,8 @@ def docker_backed(name: str, xapi: Xapi, args: Dict[str, str]) -> str:
     publish: Optional[implementation.Publish] = None
     if op.is_lifecycle and xapi_keys.DOCKER_PS in guest.other_config:
         publish = functools.partial(refresh_docker_ps, guest)
-    with deadline_at(time.monotonic() + CALL_DEADLINE), guest.docker() as docker:
+    with deadline_at(time.monotonic() + CALL_DEADLINE), \
+            guest.docker(cache=version_cache()) as docker:
         return implementation.perform(op, docker, ref, publish)
 
 

@@ -5,10 +5,29 @@ transport adapter (xscontainer.transport) carries the bytes and bounds every
 response. The API version is negotiated from the engine's unversioned /version,
 so the same code talks to Docker 20.10 (API 1.41), Docker 29 (minimum 1.44) and
 Podman's compatibility API (1.40/1.41), with every SDK release from 5.0.3 on.
+
+Engines differ where clients must not see it, and DockerClient evens it out:
+
+* The negotiated version can be kept per engine (a VersionCache: a file per VM
+  for the plugin's processes, memory for the monitor), so a call need not ask
+  /version (Podman takes about 0.4 s to answer it). Every reply names its
+  engine (the Server header, e.g. "Docker/28.5.2 (linux)", "Libpod/5.4.2
+  (linux)"): a reply from another engine than the cached one, or a request
+  refused for its API version, negotiates again.
+* Podman's container list has no health in Status; the health filters of the
+  same endpoint say which running containers are healthy, unhealthy or
+  starting (one to three more requests, whatever the number of containers),
+  and Status gets Docker's suffix, so docker_ps reads the same.
+* A lifecycle operation the container's state does not allow (pausing a
+  paused container) is Docker's 409 and Podman's 500 "container state
+  improper": both become the same error, which says the container's state.
 """
 
 import json
 import logging
+import os
+import re
+import tempfile
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -23,7 +42,8 @@ from xscontainer.operations.table import check_container_ref
 from xscontainer.transport import BoundedAdapter
 from xscontainer.transport.base import deadline_at
 
-__all__ = ["MAX_API", "MIN_API", "DockerClient", "deadline_at", "engine_name", "negotiate"]
+__all__ = ["MAX_API", "MIN_API", "DockerClient", "FileVersionCache", "MemoryVersionCache",
+           "VersionCache", "deadline_at", "engine_name", "negotiate"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +93,123 @@ def negotiate(version_info: Dict[str, Any]) -> str:
     return chosen
 
 
+# A request refused for the API version it asked for (Docker: "client version
+# 1.53 is too new. Maximum supported API version is 1.41"; "... is too old.
+# Minimum supported API version is 1.44"; Podman: "... API version ...").
+_VERSION_REFUSED = re.compile(r"client version .* is too (new|old)|api version", re.IGNORECASE)
+# Podman's answer (HTTP 500) where Docker answers 409 Conflict.
+_STATE_IMPROPER = "container state improper"
+_CONFLICT = 409
+# How a container's State.Status reads in the conflict error.
+_STATE_WORDS = {"running": "running", "paused": "paused", "exited": "not running (exited)",
+                "created": "not running (created, never started)", "dead": "dead",
+                "restarting": "restarting", "removing": "being removed",
+                "stopped": "not running (stopped)", "configured": "not running (created, never "
+                "started)"}
+HEALTH_STATES = ("healthy", "unhealthy", "starting")
+_HEALTH_SUFFIX = {"healthy": " (healthy)", "unhealthy": " (unhealthy)",
+                  "starting": " (health: starting)"}
+_API_RE = re.compile(r"\A1\.\d{1,3}\Z")
+MAX_CACHE_FILE = 4096
+
+
+class VersionCache:
+    """What was negotiated with an engine, by key (a VM and how it is reached):
+    {"api": "1.41", "engine": "Podman", "server": "Libpod/5.4.2 (linux)"}."""
+
+    def get(self, key: str) -> Optional[Dict[str, str]]:
+        raise NotImplementedError
+
+    def put(self, key: str, value: Dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def drop(self, key: str) -> None:
+        raise NotImplementedError
+
+
+def _valid_entry(value: Any) -> Optional[Dict[str, str]]:
+    if not isinstance(value, dict):
+        return None
+    api, engine, server = value.get("api"), value.get("engine"), value.get("server")
+    if not (isinstance(api, str) and _API_RE.match(api) and engine in ("Docker", "Podman")
+            and isinstance(server, str) and len(server) <= 200):
+        return None
+    if not (_version_tuple(MIN_API) <= _version_tuple(api) <= _version_tuple(MAX_API)):
+        return None
+    return {"api": api, "engine": engine, "server": server}
+
+
+class MemoryVersionCache(VersionCache):
+    """For a long-lived process (the monitor)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: Dict[str, Dict[str, str]] = {}
+
+    def get(self, key: str) -> Optional[Dict[str, str]]:
+        with self._lock:
+            entry = self._entries.get(key)
+            return dict(entry) if entry else None
+
+    def put(self, key: str, value: Dict[str, str]) -> None:
+        entry = _valid_entry(value)
+        with self._lock:
+            if entry is not None:
+                self._entries[key] = entry
+            else:
+                self._entries.pop(key, None)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+
+class FileVersionCache(VersionCache):
+    """One small JSON file per key in a root-only folder (the plugin runs as a
+    new process per call). What cannot be read is a miss; what cannot be
+    written is logged and forgotten: the cache only saves a request."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.folder, re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:200] + ".json")
+
+    def get(self, key: str) -> Optional[Dict[str, str]]:
+        try:
+            with open(self._path(key), "rb") as f:
+                data = f.read(MAX_CACHE_FILE + 1)
+            if len(data) > MAX_CACHE_FILE:
+                return None
+            return _valid_entry(json.loads(data.decode("utf-8")))
+        except (OSError, ValueError, errors.DockerAPIUnsupported):
+            return None
+
+    def put(self, key: str, value: Dict[str, str]) -> None:
+        entry = _valid_entry(value)
+        if entry is None:
+            self.drop(key)
+            return
+        try:
+            os.makedirs(self.folder, mode=0o700, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")  # mode 0600
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(entry, f)
+                os.replace(tmp, self._path(key))
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError as exc:
+            log.debug("cannot keep the negotiated API version in %s: %s", self.folder, exc)
+
+    def drop(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except OSError:
+            pass  # not there
+
+
 def engine_name(version_info: Dict[str, Any]) -> str:
     """'Podman' for Podman's compatibility API, else 'Docker'."""
     components = version_info.get("Components")
@@ -99,14 +236,62 @@ class DockerClient:
         self.version_info: Dict[str, Any] = {}
         self.api_version = MIN_API
         self.engine = "Docker"
+        # the version cache and this engine's key in it; the Server header the
+        # cached entry expects (None: negotiated by this client itself)
+        self._cache: Optional[VersionCache] = None
+        self._cache_key = ""
+        self._expected_server: Optional[str] = None
+        self._last_server = ""
+        self._engine_changed = False
+        self.negotiations = 0  # /version requests made to negotiate (for tests)
+        self._api.hooks["response"].append(self._on_response)
 
-    def negotiate(self) -> "DockerClient":
+    def negotiate(self, cache: Optional[VersionCache] = None,
+                  key: str = "") -> "DockerClient":
+        """Settle the API version: from `cache` under `key` when it has one (the
+        engine is checked on every reply), else from the engine's /version."""
+        self._cache, self._cache_key = cache, key
+        entry = cache.get(key) if cache is not None else None
+        if entry is None:
+            return self._negotiate_now()
+        self.api_version = entry["api"]
+        self.engine = entry["engine"]
+        self._expected_server = entry["server"]
+        self._api._version = self.api_version
+        return self
+
+    def _negotiate_now(self) -> "DockerClient":
+        self._expected_server = None
+        self._engine_changed = False
+        self.negotiations += 1
         self.version_info = self._object("read its version", self._api.version,
                                          api_version=False)
         self.api_version = negotiate(self.version_info)
         self.engine = engine_name(self.version_info)
         self._api._version = self.api_version
+        if self._cache is not None:
+            self._cache.put(self._cache_key, {"api": self.api_version, "engine": self.engine,
+                                              "server": self._last_server})
         return self
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether the API version in use came from the cache (no /version asked)."""
+        return self._expected_server is not None
+
+    def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        server = response.headers.get("Server", "") if response is not None else ""
+        server = server[:200] if isinstance(server, str) else ""
+        self._last_server = server
+        if self._expected_server is not None and server and server != self._expected_server:
+            self._engine_changed = True
+        return response
+
+    def _renegotiate(self, why: str) -> None:
+        log.info("Docker in %s: %s; negotiating the API version again", self.where, why)
+        if self._cache is not None:
+            self._cache.drop(self._cache_key)
+        self._negotiate_now()
 
     def close(self) -> None:
         self._closing.set()
@@ -131,7 +316,36 @@ class DockerClient:
         result = self._call(action, self._api.containers, all=True)
         if not isinstance(result, list):
             raise self._malformed(action, "a JSON %s instead of a list" % _json_type(result))
+        if self.engine == "Podman":
+            self._add_health(result)
         return result
+
+    def _ids(self, health: List[str]) -> List[str]:
+        action = "list containers by health"
+        result = self._call(action, self._api.containers, filters={"health": health})
+        if not isinstance(result, list):
+            raise self._malformed(action, "a JSON %s instead of a list" % _json_type(result))
+        return [str(c.get("Id") or c.get("ID") or "") for c in result if isinstance(c, dict)]
+
+    def _add_health(self, containers: List[Any]) -> None:
+        """Podman's list carries no health: Status gets Docker's suffix, from the
+        list's own health filters (running containers with a health check only)."""
+        running = [c for c in containers if isinstance(c, dict) and c.get("State") == "running"
+                   and isinstance(c.get("Status"), str) and "(health" not in c["Status"]
+                   and "(unhealthy)" not in c["Status"] and "Health" not in c]
+        if not running:
+            return
+        checked = set(self._ids(list(HEALTH_STATES)))
+        if not any(c.get("Id") in checked for c in running):
+            return
+        healthy = set(self._ids(["healthy"]))
+        unhealthy = set(self._ids(["unhealthy"]))
+        for c in running:
+            if c.get("Id") not in checked:
+                continue
+            state = "healthy" if c["Id"] in healthy else (
+                "unhealthy" if c["Id"] in unhealthy else "starting")
+            c["Status"] = c["Status"] + _HEALTH_SUFFIX[state]
 
     def inspect(self, ref: str) -> Dict[str, Any]:
         check_container_ref(ref)
@@ -163,10 +377,31 @@ class DockerClient:
         check_container_ref(ref)
         method = getattr(self._api, operation)
         action = "%s container %s" % (operation, ref)
-        if operation in ("stop", "restart"):
-            self._call(action, method, ref, timeout=STOP_TIMEOUT)
-        else:
-            self._call(action, method, ref)
+        try:
+            if operation in ("stop", "restart"):
+                self._call(action, method, ref, timeout=STOP_TIMEOUT)
+            else:
+                self._call(action, method, ref)
+        except errors.DockerError as exc:
+            if type(exc) is not errors.DockerError or not _is_state_conflict(exc):
+                raise
+            raise self._conflict(action, ref, exc) from exc
+
+    def _conflict(self, action: str, ref: str, exc: errors.DockerError) -> errors.DockerError:
+        """The same error for every engine: Docker's 409 and Podman's 500 "container
+        state improper" both say what state the container is in."""
+        try:
+            state = self.inspect(ref).get("State")
+            status = state.get("Status") if isinstance(state, dict) else None
+            described = "it is %s" % _STATE_WORDS.get(status, str(status)[:40]) \
+                if isinstance(status, str) and status else "its state is unknown"
+        except errors.XSContainerError:
+            described = "its state is unknown"
+        return errors.DockerError(
+            "Docker in %s could not %s: the container's state does not allow it (%s). "
+            "Refresh the container list and retry." % (self.where, action, described),
+            str(_CONFLICT), exc.docker_message, status=_CONFLICT,
+            docker_message=exc.docker_message)
 
     # -- events ---------------------------------------------------------------------
 
@@ -218,6 +453,21 @@ class DockerClient:
 
     def _call(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
+            result = self._call_once(action, fn, *args, **kwargs)
+        except errors.DockerError as exc:
+            if not (self.from_cache and type(exc) is errors.DockerError and exc.status == 400
+                    and _VERSION_REFUSED.search(exc.docker_message)):
+                raise
+            # refused before doing anything: negotiate, then ask again once
+            self._renegotiate("API %s was refused" % self.api_version)
+            return self._call_once(action, fn, *args, **kwargs)
+        if self._engine_changed and self.from_cache:
+            self._renegotiate("another engine answers (%s)" % self._last_server)
+        return result
+
+    def _call_once(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+                   ) -> Any:
+        try:
             return fn(*args, **kwargs)
         except (errors.Timeout, errors.ResponseTooLarge, errors.MalformedReply) as exc:
             # from the adapter, which does not know the VM
@@ -260,6 +510,11 @@ class DockerClient:
             "and that the user may use its socket (e.g. is in the docker group)."
             % (self.where, detail or _short(exc))
         )
+
+
+def _is_state_conflict(exc: errors.DockerError) -> bool:
+    return exc.status == _CONFLICT or (
+        exc.status == 500 and _STATE_IMPROPER in exc.docker_message.lower())
 
 
 def _decode_event(line: bytes) -> Dict[str, Any]:

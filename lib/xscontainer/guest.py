@@ -4,9 +4,11 @@ VM other-config keys (shared with the original xscontainer and its clients):
   xscontainer-mode       ssh (default) | tls
   xscontainer-username   SSH user in the guest (default: core)
   xscontainer-sshhostkey base64 of the guest's SSH host key, pinned on first use
+  xscontainer-docker-socket the engine's socket in the guest (default: detected)
   xscontainer-tls-*      uuids of the TLS secrets (tlssecrets.py), mode tls only
 """
 
+import hashlib
 import ipaddress
 import logging
 import re
@@ -15,7 +17,7 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional
 
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
 from xscontainer import log as xlog
-from xscontainer.docker_api import DockerClient
+from xscontainer.docker_api import DockerClient, VersionCache
 from xscontainer.transport import SSH_PORT, Material, Timeouts, tlscontext
 from xscontainer.transport import base as transport_base
 from xscontainer.transport import ssh as ssh_transport
@@ -113,6 +115,12 @@ class Guest:
         return mode
 
     @property
+    def docker_socket(self) -> Optional[str]:
+        """The Docker socket other-config names (checked), or None: detected in the guest."""
+        value = self.other_config.get(xapi_keys.DOCKER_SOCKET, "").strip()
+        return ssh_transport.check_socket_path(value, self.where) if value else None
+
+    @property
     def username(self) -> str:
         return self.other_config.get(xapi_keys.USERNAME, "").strip() or DEFAULT_USERNAME
 
@@ -155,6 +163,7 @@ class Guest:
     def ssh(self, timeouts: Optional[Timeouts] = None) -> ssh_transport.SSHSession:
         """An authenticated SSH session, the host key pinned or checked."""
         timeouts = timeouts or Timeouts()
+        docker_socket = self.docker_socket  # refused before connecting
         addresses = self.addresses()
         pkey = ssh_transport.load_private_key(poolkey.private_key(self.xapi))
         sock, address = transport.connect_first(addresses, SSH_PORT, timeouts.connect)
@@ -162,6 +171,7 @@ class Guest:
         session = ssh_transport.SSHSession.open(
             sock, address, self.username, pkey, pinned, self.uuid, timeouts
         )
+        session.docker_socket = docker_socket
         if pinned is None:
             try:
                 self._pin_host_key(session.server_key_b64)
@@ -183,16 +193,25 @@ class Guest:
         if pinned != key_b64:
             raise ssh_transport.hostkey_mismatch(self.uuid, "its address")
 
-    def docker(self, timeouts: Optional[Timeouts] = None) -> DockerClient:
-        """A Docker client for the guest's engine, API version negotiated."""
+    def version_key(self) -> str:
+        """The key of this VM's engine in a VersionCache: the VM and how it is
+        reached (mode, user, socket), so that new settings negotiate afresh."""
+        config = self.other_config
+        how = "|".join((self.mode, self.username, config.get(xapi_keys.DOCKER_SOCKET, "")))
+        return "%s-%s" % (self.uuid, hashlib.sha256(how.encode("utf-8")).hexdigest()[:12])
+
+    def docker(self, timeouts: Optional[Timeouts] = None,
+               cache: Optional[VersionCache] = None) -> DockerClient:
+        """A Docker client for the guest's engine, API version negotiated (or the
+        one `cache` holds for it: see DockerClient.negotiate)."""
         timeouts = timeouts or Timeouts()
         if self.mode == "tls":
-            return self._docker_tls(timeouts)
+            return self._docker_tls(timeouts, cache)
         session = self.ssh(timeouts)
         adapter = ssh_transport.SSHAdapter(session, timeouts.request)
         client = DockerClient(adapter, self.where, timeouts.request, on_close=session.close)
         try:
-            return client.negotiate()
+            return client.negotiate(cache, self.version_key())
         except BaseException:
             client.close()
             raise
@@ -206,7 +225,7 @@ class Guest:
     def tls_context(self) -> ssl.SSLContext:
         return tlscontext.make_context(self.tls_material(), self.uuid)
 
-    def _docker_tls(self, timeouts: Timeouts) -> DockerClient:
+    def _docker_tls(self, timeouts: Timeouts, cache: Optional[VersionCache]) -> DockerClient:
         context = self.tls_context()
         tls_sock, address = tls_transport.connect(
             self.addresses(), context, timeouts.connect, timeouts.handshake, self.uuid, self.where
@@ -217,7 +236,7 @@ class Guest:
         )
         client = DockerClient(adapter, self.where, timeouts.request)
         try:
-            return client.negotiate()
+            return client.negotiate(cache, self.version_key())
         except BaseException:
             client.close()
             raise

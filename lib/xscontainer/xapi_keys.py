@@ -10,6 +10,9 @@ MONITOR = "xscontainer-monitor"  # "True" | "False": registered for monitoring
 MODE = "xscontainer-mode"  # "ssh" (default) | "tls"
 USERNAME = "xscontainer-username"  # SSH user in the guest (default "core")
 SSH_HOST_KEY = "xscontainer-sshhostkey"  # base64 host key, pinned on first use
+# the guest's Docker (or Podman) socket, when set (an absolute path); else the
+# first usable of the system socket and the SSH user's rootless ones
+DOCKER_SOCKET = "xscontainer-docker-socket"
 TLS_CLIENT_CERT = "xscontainer-tls-client-cert"  # uuids of XAPI secrets
 TLS_CLIENT_KEY = "xscontainer-tls-client-key"
 TLS_CA_CERT = "xscontainer-tls-ca-cert"

@@ -109,7 +109,7 @@ class EngineGuest(Guest):
 
     engine: Optional[FakeDocker] = None
 
-    def docker(self, timeouts: Any = None) -> Any:
+    def docker(self, timeouts: Any = None, cache: Any = None) -> Any:
         assert self.engine is not None
         return self.engine
 

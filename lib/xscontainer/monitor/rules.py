@@ -67,7 +67,8 @@ def connection_settings(record: Mapping[str, Any]) -> Tuple[Tuple[str, str], ...
     config = other_config(record)
     return tuple(sorted(
         (key, value) for key, value in config.items()
-        if key in (xapi_keys.USERNAME, xapi_keys.MODE, xapi_keys.SSH_HOST_KEY)
+        if key in (xapi_keys.USERNAME, xapi_keys.MODE, xapi_keys.SSH_HOST_KEY,
+                   xapi_keys.DOCKER_SOCKET)
         or key.startswith(xapi_keys.TLS_PREFIX)
     ))
 

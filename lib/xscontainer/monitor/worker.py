@@ -36,7 +36,7 @@ from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from xscontainer import errors, paths, xapi_keys, xmlenc
 from xscontainer.diagnose import diagnose
-from xscontainer.docker_api import DockerClient, deadline_at
+from xscontainer.docker_api import DockerClient, MemoryVersionCache, deadline_at
 from xscontainer.guest import Guest
 from xscontainer.monitor import events, rules
 from xscontainer.monitor.coalesce import Backoff, Coalescer
@@ -69,10 +69,12 @@ def connect_deadline() -> float:
     return paths.env_seconds(CONNECT_DEADLINE_ENV, CONNECT_DEADLINE)
 
 Connect = Callable[[Guest], DockerClient]
+# the API version negotiated with each VM's engine, for reconnections
+VERSIONS = MemoryVersionCache()
 
 
 def _default_connect(guest: Guest) -> DockerClient:
-    return guest.docker()
+    return guest.docker(cache=VERSIONS)
 
 
 def info_fingerprint(info: Mapping[str, Any]) -> str:

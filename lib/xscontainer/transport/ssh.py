@@ -6,9 +6,13 @@
   key type is not mistaken for a changed one), else returned to the caller to pin.
 * Authentication uses the pool's key only: no agent, no ~/.ssh keys.
 * Docker's unix socket is reached through an exec channel running a stdio bridge:
-  `docker system dial-stdio` (the docker CLI that comes with the engine), else
-  socat, else ncat, chosen by the guest's shell in the same exec (no extra round
-  trip). The Docker SDK speaks HTTP/1.1 over such channels (SSHAdapter).
+  socat, else ncat, else the engine's CLI with the socket named
+  (`docker -H unix://SOCK system dial-stdio`, or `podman --url` where Podman is
+  installed), chosen by the guest's shell in the same exec (no extra round trip).
+  The socket is the VM's other-config xscontainer-docker-socket when set, else
+  the first usable of /var/run/docker.sock, the user's rootless Podman socket
+  and rootless Docker socket (bridge_command). The Docker SDK speaks HTTP/1.1
+  over such channels (SSHAdapter).
 """
 
 import base64
@@ -16,6 +20,8 @@ import collections
 import io
 import logging
 import queue
+import re
+import shlex
 import socket
 import struct
 import threading
@@ -55,13 +61,65 @@ logging.getLogger("paramiko.transport").addFilter(_NoTransportDumps())
 
 
 DOCKER_SOCKET = "/var/run/docker.sock"
-BRIDGE_COMMAND = (
-    "if command -v docker >/dev/null 2>&1; then exec docker system dial-stdio; "
-    "elif command -v socat >/dev/null 2>&1; then exec socat - UNIX-CONNECT:{sock}; "
-    "elif command -v ncat >/dev/null 2>&1; then exec ncat -U {sock}; "
-    "else echo 'xscontainer: the VM has neither the docker CLI, socat nor ncat to reach "
-    "{sock}' >&2; exit 127; fi"
-).format(sock=DOCKER_SOCKET)
+# The sockets tried, in order, when the VM names none (other-config
+# xscontainer-docker-socket): the system engine's (Docker's, or rootful Podman's
+# when podman-docker links it there), then the SSH user's own rootless Podman and
+# rootless Docker. The first the user may read and write is used; when there is
+# none, the system socket (whose error then says why).
+ROOTLESS_SOCKETS = ("/run/user/$u/podman/podman.sock", "/run/user/$u/docker.sock")
+_SOCKET_RE = re.compile(r"\A/[A-Za-z0-9._/@:+-]{1,254}\Z")
+# Sets $s to the socket to use (shell builtins only, but for `id -u` when the
+# system socket cannot be used), $o to "override" when the VM names it.
+_CHOOSE = (
+    "s={sock}; o=override; "
+    "if [ -z \"$s\" ]; then o=detected; "
+    "if [ -S {system} ] && [ -r {system} ] && [ -w {system} ]; then s={system}; "
+    "else u=$(id -u); for c in {rootless}; do "
+    "if [ -S \"$c\" ] && [ -r \"$c\" ] && [ -w \"$c\" ]; then s=$c; break; fi; done; "
+    "[ -n \"$s\" ] || s={system}; fi; fi"
+)
+# The bridge: socat, else ncat (each dials the socket itself, and costs least),
+# else the docker CLI with the socket named (`docker system dial-stdio` alone
+# dials the CLI's default, which podman-docker makes the user's rootless
+# socket), which only a real Docker CLI understands: with Podman installed
+# (podman-docker), `podman --url` instead.
+_BRIDGE = (
+    "if command -v socat >/dev/null 2>&1; then exec socat - \"UNIX-CONNECT:$s\"; "
+    "elif command -v ncat >/dev/null 2>&1; then exec ncat -U \"$s\"; "
+    "elif command -v podman >/dev/null 2>&1; then "
+    "exec podman --url \"unix://$s\" system dial-stdio; "
+    "elif command -v docker >/dev/null 2>&1; then "
+    "exec docker -H \"unix://$s\" system dial-stdio; "
+    "else echo \"xscontainer: the VM has neither socat, ncat, podman nor the docker CLI to "
+    "reach $s\" >&2; exit 127; fi"
+)
+
+
+def check_socket_path(path: str, where: str = "the VM") -> str:
+    """A Docker socket path from other-config, checked (InvalidArgument otherwise)."""
+    if not _SOCKET_RE.match(path):
+        raise errors.InvalidArgument(
+            "%s has other-config %s=%.300r, which is not an absolute path of a unix socket "
+            "(letters, digits and ._/@:+- only). Fix it with 'xe vm-param-set uuid=<vm> "
+            "other-config:%s=/var/run/docker.sock', or remove the key to let xscontainer "
+            "find the socket." % (where, xapi_keys.DOCKER_SOCKET, path, xapi_keys.DOCKER_SOCKET))
+    return path
+
+
+def choose_socket_script(override: Optional[str] = None, system: str = DOCKER_SOCKET,
+                         rootless: Tuple[str, ...] = ROOTLESS_SOCKETS) -> str:
+    """Shell that sets $s to the Docker socket to use and $o to how it was chosen
+    (`system` and `rootless`: other places, for tests)."""
+    return _CHOOSE.format(sock=shlex.quote(override) if override else "",
+                          system=shlex.quote(system), rootless=" ".join(rootless))
+
+
+def bridge_command(override: Optional[str] = None, **places: Any) -> str:
+    """The exec command connecting a channel's stdio to the guest's Docker socket."""
+    return choose_socket_script(override, **places) + "; " + _BRIDGE
+
+
+BRIDGE_COMMAND = bridge_command()
 KEEPALIVE_SECONDS = 15
 # Host key algorithms to negotiate for each pinned key type.
 _HOSTKEY_ALGORITHMS = {
@@ -136,6 +194,8 @@ class SSHSession:
         self.username = username
         self.timeouts = timeouts
         self._bridges: Deque[paramiko.Channel] = collections.deque(maxlen=8)
+        # the VM's other-config xscontainer-docker-socket (None: detected)
+        self.docker_socket: Optional[str] = None
 
     @classmethod
     def open(cls, sock: socket.socket, address: str, username: str, pkey: paramiko.PKey,
@@ -324,7 +384,7 @@ class SSHSession:
         chan = self._channel(timeout)
         chan.settimeout(timeout)
         try:
-            chan.exec_command(BRIDGE_COMMAND)
+            chan.exec_command(bridge_command(self.docker_socket))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             chan.close()
             raise errors.SSHError(

@@ -27,6 +27,15 @@ Modes (MODES below; SIZE and INTERVAL from --size / --interval):
   lists and objects without an id
 * error-list: every container request fails with HTTP 500 and a JSON list body
 * healthy: a well-behaved engine with a few containers
+* podman: a well-behaved engine that answers as Podman 5's compatibility API
+  does where it differs from Docker: Server `Libpod/...`, a Podman component in
+  /version, no health in the container list (its `health` filter and inspect's
+  State.Health say it), HTTP 500 "container state improper" for pausing a paused
+  container (Docker, mode healthy: 409). Container `web` has a health check
+  (healthy), `plain` none.
+
+Every mode refuses an API version above its own as Docker does (HTTP 400
+"client version ... is too new").
 """
 
 import argparse
@@ -38,6 +47,7 @@ import socketserver
 import sys
 import threading
 import time
+import urllib.parse
 from typing import Any, Dict, List, Optional, Tuple
 
 API = "1.41"
@@ -59,8 +69,21 @@ INSPECT = {"Id": CONTAINER_ID, "Name": "/web", "State": {"Status": "running", "P
 TOP = {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"],
        "Processes": [["root", "42", "1", "0", "10:00", "?", "00:00:00", "sleep 1d"]]}
 
+PODMAN_VERSION = {
+    "Version": "5.4.2", "ApiVersion": API, "MinAPIVersion": "1.24", "Os": "linux",
+    "Arch": "amd64", "KernelVersion": "6.1.0", "GoVersion": "go1.24",
+    "Components": [{"Name": "Podman Engine", "Version": "5.4.2"}],
+}
+PLAIN_ID = "c" * 64
+PLAIN = {
+    "Id": PLAIN_ID, "Names": ["/plain"], "Image": "busybox", "ImageID": "sha256:" + "b" * 64,
+    "Command": "sleep 1d", "Created": 1700000000, "Ports": [], "Labels": {},
+    "State": "running", "Status": "Up 5 minutes",
+}
+HEALTH = {"web": "healthy"}  # podman mode: the containers with a health check
+
 MODES = (
-    "healthy", "ps-empty-objects", "top-empty-rows", "inspect-trickle", "ps-trickle",
+    "healthy", "podman", "ps-empty-objects", "top-empty-rows", "inspect-trickle", "ps-trickle",
     "version-trickle", "headers-trickle", "inspect-list", "version-list", "top-titles-number",
     "inspect-deep", "inspect-truncated", "inspect-not-json", "inspect-endless",
     "inspect-huge-string", "inspect-gzip-bomb", "ps-many-values", "ps-not-containers",
@@ -102,6 +125,7 @@ class Engine:
         self.size = size
         self.interval = interval
         self.requests: List[str] = []
+        self.paused: set = set()
         self._lock = threading.Lock()
         if mode == "inspect-gzip-bomb":
             _gzip_bomb()  # made before serving: its 5 s are not the client's
@@ -120,12 +144,19 @@ class Engine:
             return 200, {"Content-Type": "text/plain"}, b"OK", trickle
         if endpoint == "events":
             return 200, {}, _forever(), trickle
+        podman = mode == "podman"
+        headers: Dict[str, str] = {"Server": "Libpod/5.4.2 (linux)"} if podman else {}
+        asked = path.split("?", maxsplit=1)[0].strip("/").split("/")[0]
+        if asked.startswith("v1.") and _api(asked[1:]) > _api(API):
+            return 400, headers, json.dumps({
+                "message": "client version %s is too new. Maximum supported API version is %s"
+                % (asked[1:], API)}).encode(), trickle
         if endpoint == "lifecycle":
-            return 204, {}, b"", trickle
+            return (*self._lifecycle(path, headers), trickle)
         if endpoint == "version":
             if mode == "version-list":
                 return 200, {}, json.dumps([VERSION]).encode(), trickle
-            return 200, {}, json.dumps(VERSION).encode(), (
+            return 200, headers, json.dumps(PODMAN_VERSION if podman else VERSION).encode(), (
                 self.interval if mode == "version-trickle" else trickle)
         if endpoint == "info":
             return 200, {}, json.dumps(INFO).encode(), trickle
@@ -137,6 +168,8 @@ class Engine:
             if mode == "ps-not-containers":
                 junk = [1, "x", [], {}, {"Id": 5}, {"Names": ["/noid"]}, None, CONTAINER]
                 return 200, {}, json.dumps(junk).encode(), trickle
+            if podman:
+                return 200, headers, json.dumps(self._podman_ps(path)).encode(), trickle
             body = json.dumps([CONTAINER]).encode()
             return 200, {}, body, self.interval if mode == "ps-trickle" else trickle
         if endpoint == "top":
@@ -163,9 +196,58 @@ class Engine:
                                  + b"<" * self.size + b'"]}}'), trickle
             if mode == "inspect-gzip-bomb":
                 return 200, {"Content-Encoding": "gzip"}, _gzip_bomb(), trickle
-            body = json.dumps(INSPECT).encode()
-            return 200, {}, body, self.interval if mode == "inspect-trickle" else trickle
+            inspect = dict(INSPECT)
+            if path.split("?", maxsplit=1)[0].strip("/").split("/")[-2] in self.paused:
+                inspect["State"] = {"Status": "paused", "Paused": True, "Pid": 42}
+            body = json.dumps(inspect).encode()
+            return 200, headers, body, self.interval if mode == "inspect-trickle" else trickle
         return 404, {}, b'{"message":"page not found"}', trickle
+
+    def _lifecycle(self, path: str, headers: Dict[str, str]) -> Tuple[int, Dict[str, str], bytes]:
+        parts = path.split("?", maxsplit=1)[0].strip("/").split("/")
+        name, action = parts[-2], parts[-1]
+        with self._lock:
+            conflict = (action == "pause") == (name in self.paused) and action in (
+                "pause", "unpause")
+            if not conflict and action == "pause":
+                self.paused.add(name)
+            elif not conflict and action == "unpause":
+                self.paused.discard(name)
+        if not conflict:
+            return 204, headers, b""
+        if self.mode == "podman":
+            return 500, headers, json.dumps({
+                "cause": "container state improper",
+                "message": "\"%s\" is %s: container state improper" % (
+                    name, "paused" if action == "pause" else "running"),
+                "response": 500}).encode()
+        return 409, headers, json.dumps({"message": "Container %s is %s" % (
+            name, "already paused" if action == "pause" else "not paused")}).encode()
+
+    def _podman_ps(self, path: str) -> List[Dict[str, Any]]:
+        """The list as Podman sends it: no health in Status; the health filter works."""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+        filters = json.loads(query["filters"][0]) if "filters" in query else {}
+        wanted = filters.get("health")
+        found: List[Dict[str, Any]] = []
+        for container, name in ((CONTAINER, "web"), (PLAIN, "plain")):
+            entry = dict(container)
+            if name in self.paused:
+                entry.update(State="paused", Status="Paused")
+            if wanted is not None and (entry["State"] != "running"
+                                       or HEALTH.get(name, "none") not in wanted):
+                continue
+            if wanted is None and "all=" not in path and entry["State"] != "running":
+                continue
+            found.append(entry)
+        return found
+
+
+def _api(version: str) -> Tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in version.split("."))
+    except ValueError:
+        return (0,)
 
 
 def _forever() -> Any:
@@ -228,7 +310,8 @@ class _Handler(socketserver.BaseRequestHandler):
     def _answer(self, sock: socket.socket, status: int, headers: Dict[str, str], body: Any,
                 trickle: float) -> bool:
         """Send one reply; False when the connection must end after it."""
-        reasons = {200: "OK", 204: "No Content", 404: "Not Found", 500: "Server Error"}
+        reasons = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found",
+                   409: "Conflict", 500: "Server Error"}
         head = ["HTTP/1.1 %d %s" % (status, reasons.get(status, "X"))]
         fields = {"Content-Type": "application/json", "Api-Version": API,
                   "Server": "Docker/20.10.24 (linux)"}
