@@ -173,6 +173,26 @@ def _plugin_failure(description: List[Any]) -> Exception:
     return XenAPIPlugin.Failure(texts[0], texts[1:])
 
 
+def failure_response(description: List[Any]) -> str:
+    """The methodResponse XenAPIPlugin.dispatch prints for an XSContainerError
+    whose xapi_description() is `description` (without print's newline)."""
+    failure: Any = _plugin_failure(description)
+    return str(XenAPIPlugin.failure_message(failure.params))
+
+
+def success_response(payload: str) -> str:
+    """The methodResponse XenAPIPlugin.dispatch prints for a success (`True` + payload)."""
+    return str(XenAPIPlugin.success_message("True" + payload))
+
+
+def print_unanswered(fn: str, why: str) -> None:
+    """The failure of a lifecycle call the monitor got but did not answer."""
+    xlog.configure("plugin")
+    exc = monitor_client.unanswered_error(fn, why)
+    log.warning("%s failed: %s %s", fn, exc.code, exc.message)
+    print(failure_response(exc.xapi_description()))
+
+
 def _wrap(fn: str, required: Tuple[str, ...], handler: Handler) -> Callable[[Any, Any], str]:
     @functools.wraps(handler)
     def call(session: Any, args: Any) -> str:

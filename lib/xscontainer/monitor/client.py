@@ -25,6 +25,15 @@ from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
 
+# Why this host's monitor declined the call already (xscontainer.frontend asked
+# it first): then it is not asked again.
+_declined: List[str] = []
+
+
+def declined(why: str) -> None:
+    """The monitor declined this process's call: connect directly."""
+    _declined.append(why)
+
 
 class _NoAnswer(Exception):
     """The monitor could not be asked, or did not answer."""
@@ -100,10 +109,20 @@ def error_from(description: Any) -> errors.XSContainerError:
     return exc
 
 
+def unanswered_error(fn: str, why: object) -> errors.XSContainerError:
+    """A lifecycle operation handed to the monitor that got no answer."""
+    return errors.Timeout(
+        "The container operation %s was handed to xscontainer-monitor, which did not "
+        "answer (%s). Check the container's state before retrying." % (fn, why))
+
+
 def call(xapi: Xapi, fn: str, args: Mapping[str, str]) -> Optional[str]:
     """The payload of the Docker-backed function `fn` (operations/table.py) from
     the monitor, or None to connect directly."""
     op = table.lookup(fn)
+    if _declined:
+        log.debug("monitor not used for %s: %s", fn, _declined[-1])
+        return None
     vm_uuid = args[table.VM_ARG]
     vm = xapi.vm_by_uuid(vm_uuid)  # VMNotFound, exactly as the direct path says it
     if xapi.call("VM.get_power_state", vm) != "Running":
@@ -114,10 +133,7 @@ def call(xapi: Xapi, fn: str, args: Mapping[str, str]) -> Optional[str]:
     except _NoAnswer as exc:
         if exc.sent and not op.repeatable:
             # the monitor may have done it: repeating it directly could do it twice
-            raise errors.Timeout(
-                "The container operation %s was handed to xscontainer-monitor, which did not "
-                "answer (%s). Check the container's state before retrying." % (fn, exc)
-            ) from exc
+            raise unanswered_error(fn, exc) from exc
         log.debug("monitor not used for %s: %s", fn, exc)
         return None
     if "value" in answer:

@@ -29,11 +29,11 @@ import stat
 import struct
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from xscontainer import errors, xapi_keys
+from xscontainer import errors, frontend, xapi_keys
 from xscontainer.docker_api import DockerClient, deadline_at
-from xscontainer.monitor import protocol
+from xscontainer.monitor import plugincall, protocol
 from xscontainer.monitor.pool import Supervisor
 from xscontainer.monitor.publisher import Publisher
 from xscontainer.monitor.worker import VMWorker
@@ -50,6 +50,7 @@ MAX_CONCURRENT = 8
 CALL_DEADLINE = 30.0
 
 Handler = Callable[[Mapping[str, Any]], Dict[str, Any]]
+CallHandler = Callable[[bytes], bytes]
 
 
 class Dispatcher:
@@ -73,7 +74,11 @@ class Dispatcher:
         except errors.XSContainerError as exc:
             return {"error": exc.xapi_description()}
         vm_uuid = req.get(table.VM_ARG)
-        worker = self.supervisor.worker_by_uuid(vm_uuid) if isinstance(vm_uuid, str) else None
+        return self.run(op, vm_uuid if isinstance(vm_uuid, str) else "", ref)
+
+    def run(self, op: table.Operation, vm_uuid: str, ref: str) -> Dict[str, Any]:
+        """Run `op` on container `ref` (checked) of a VM over the worker's live client."""
+        worker = self.supervisor.worker_by_uuid(vm_uuid) if vm_uuid else None
         if worker is None:
             return self._unavailable("this host's monitor does not monitor VM %s" % (vm_uuid,))
         client = worker.live_client()
@@ -96,6 +101,17 @@ class Dispatcher:
             return {"error": exc.xapi_description()}
         self.served += 1
         return {"value": value}
+
+    def plugin_call(self, call: bytes) -> bytes:
+        """The thin plugin's whole call (plugincall.py): the reply to send,
+        an answer or a decline (frontend.py has the framing)."""
+        try:
+            text = plugincall.answer(call, self.run, self.supervisor.this_host)
+        except plugincall.Declined as exc:
+            log.debug("declined a plugin call: %s", exc)
+            return b"%s %s %s\n" % (frontend.DECLINE, exc.kind.encode("ascii"),
+                                     str(exc).encode("utf-8", "replace")[:512])
+        return b"%s %d\n%s" % (frontend.ANSWER, len(text), text)
 
     def _publish_ps(self, worker: VMWorker, op: table.Operation, client: DockerClient) -> None:
         """After a lifecycle operation: docker_ps refreshed and written to XAPI."""
@@ -125,8 +141,10 @@ def _peer_uid(conn: socket.socket) -> Optional[int]:
 
 class ControlServer:
     def __init__(self, handler: Handler, path: Optional[str] = None,
-                 max_concurrent: int = MAX_CONCURRENT) -> None:
+                 max_concurrent: int = MAX_CONCURRENT,
+                 plugin_call: Optional[CallHandler] = None) -> None:
         self.handler = handler
+        self.plugin_call = plugin_call
         self.path = path or protocol.socket_path()
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._sock: Optional[socket.socket] = None
@@ -213,7 +231,11 @@ class ControlServer:
         try:
             conn.settimeout(READ_TIMEOUT)
             try:
-                req = json.loads(_read_request(conn).decode("utf-8"))
+                line, rest = _read_line(conn)
+                if line.startswith(frontend.CALL + b" "):
+                    self._serve_call(conn, line, rest)
+                    return
+                req = json.loads(line.decode("utf-8"))
             except (OSError, ValueError) as exc:
                 _reply(conn, {"error": errors.InvalidArgument(
                     "Unreadable control request: %s" % exc).xapi_description()})
@@ -232,17 +254,55 @@ class ControlServer:
             conn.close()
             self._slots.release()
 
+    def _serve_call(self, conn: socket.socket, line: bytes, rest: bytes) -> None:
+        """The thin plugin's raw methodCall (frontend.py): answered or declined."""
+        length = line[len(frontend.CALL) + 1:]
+        if not length.isdigit() or int(length) > protocol.MAX_REQUEST_BYTES:
+            raise ValueError("a plugin call must announce at most %d bytes"
+                             % protocol.MAX_REQUEST_BYTES)
+        call = _read_exactly(conn, int(length), rest)
+        if self.plugin_call is None:
+            reply = b"%s %s not served\n" % (frontend.DECLINE, frontend.FULL)
+        else:
+            try:
+                reply = self.plugin_call(call)
+            except Exception:  # never the call's text: it holds the session
+                log.exception("a plugin call failed in the monitor")
+                reply = b"%s %s the monitor failed\n" % (frontend.DECLINE, frontend.FULL)
+        _send(conn, reply)
 
-def _read_request(conn: socket.socket) -> bytes:
+
+def _read_line(conn: socket.socket) -> Tuple[bytes, bytes]:
+    """The first line of a request, and what came after it."""
     data = b""
     while b"\n" not in data:
         chunk = conn.recv(4096)
         if not chunk:
             break
         data += chunk
-        if len(data) > protocol.MAX_REQUEST_BYTES:
+        if b"\n" not in data and len(data) > protocol.MAX_REQUEST_BYTES:
             raise ValueError("request larger than %d bytes" % protocol.MAX_REQUEST_BYTES)
-    return data.split(b"\n", 1)[0]
+    line, _, rest = data.partition(b"\n")
+    return line, rest
+
+
+def _read_exactly(conn: socket.socket, length: int, data: bytes) -> bytes:
+    while len(data) < length:
+        chunk = conn.recv(min(65536, length - len(data)))
+        if not chunk:
+            raise ValueError("the plugin call was cut short")
+        data += chunk
+    if len(data) != length:
+        raise ValueError("the plugin call is longer than announced")
+    return data
+
+
+def _send(conn: socket.socket, data: bytes) -> None:
+    try:
+        conn.settimeout(WRITE_TIMEOUT)
+        conn.sendall(data)
+    except OSError as exc:
+        log.debug("could not answer a plugin call: %s", exc)
 
 
 def _reply(conn: socket.socket, answer: Mapping[str, Any]) -> None:

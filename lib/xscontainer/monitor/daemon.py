@@ -70,7 +70,8 @@ class Daemon:
         self._spawn("xapi-events", self.watcher.run)
         if self.settings.control:
             self.dispatcher = Dispatcher(supervisor, publisher, self.status)
-            self.control = ControlServer(self.dispatcher)
+            self.control = ControlServer(self.dispatcher,
+                                         plugin_call=self.dispatcher.plugin_call)
             try:
                 self.control.start()
             except OSError as exc:
