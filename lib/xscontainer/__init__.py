@@ -28,3 +28,13 @@ def _use_bundled_libraries() -> None:
 
 
 _use_bundled_libraries()
+
+# Optional modules the libraries import when they are installed, which no
+# xscontainer process uses: paramiko (directly and through the Docker SDK) imports
+# invoke for ssh_config's "Match exec" (about 0.1 s; paramiko 5.1 requires it, so it
+# is often installed) and gssapi for Kerberos logins; xscontainer reads no
+# ssh_config and logs in with the pool's key only. A None entry makes their import
+# fail at once, as if they were absent, which those libraries expect.
+OPTIONAL_IMPORTS_HIDDEN = ("invoke", "gssapi")
+for _name in OPTIONAL_IMPORTS_HIDDEN:
+    _sys.modules.setdefault(_name, None)  # type: ignore[arg-type]
