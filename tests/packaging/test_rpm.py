@@ -17,6 +17,7 @@ PLUGIN = "/etc/xapi.d/plugins/xscontainer"
 LOGROTATE = "/etc/logrotate.d/xscontainer"
 BUGTOOL = "/etc/xensource/bugtool/xscontainer.xml"
 BUGTOOL_LOGS = "/etc/xensource/bugtool/xscontainer/xscontainer-logs.xml"
+COMPLETION = "/usr/share/bash-completion/completions/xscontainer"
 
 
 def files(rpm: Path) -> Dict[str, str]:
@@ -59,6 +60,7 @@ def test_every_file_with_its_mode(build: Build) -> None:
         "/etc/xensource/bugtool/xscontainer": "drwxr-xr-x",
         BUGTOOL_LOGS: "-rw-r--r--",
         LOGROTATE: "-rw-r--r--",
+        COMPLETION: "-rw-r--r--",
     }
     # the whole package as git tracks it, data files included, byte-compiled for 3.6
     package = tracked(build, "lib/xscontainer")

@@ -321,8 +321,21 @@ def _clean_up(pool: Pool, vm: VM, made: List[str]) -> None:
             pool.destroy_secret(uuid)
 
 
+def complete(pool: Pool, args: argparse.Namespace) -> int:
+    """Names for the bash completion: every VM's name-label, or the names of a
+    VM's containers as published (nothing asked of the guest)."""
+    if args.what == "vms":
+        names = sorted({vm.name for vm in pool.all_vms() if vm.name})
+    else:
+        published = pool.vm(args.vm).other_config.get(xapi_keys.DOCKER_PS, "")
+        names = sorted({str(c["names"]) for c in views.ps_containers(published) if c["names"]})
+    if names:
+        tables.line("\n".join(names))
+    return exits.OK
+
+
 COMMANDS: Dict[str, Command] = {
-    "ps": ps, "inspect": inspect, "top": top, "logs": logs, "stats": stats,
+    "complete": complete, "ps": ps, "inspect": inspect, "top": top, "logs": logs, "stats": stats,
     "diagnose": diagnose, "register": register, "deregister": register, "prepare": prepare,
 }
 COMMANDS.update({name: lifecycle for name in ("start", "stop", "restart", "pause", "unpause")})

@@ -172,6 +172,10 @@ def parser() -> argparse.ArgumentParser:
     prepare.add_argument("--client-cert", metavar="FILE", help="tls: client certificate (PEM)")
     prepare.add_argument("--client-key", metavar="FILE", help="tls: its private key (PEM)")
     prepare.add_argument("--ca-cert", metavar="FILE", help="tls: the CA certificate (PEM)")
+    # for the bash completion (no help: not listed): names, one a line
+    complete = sub.add_parser("complete", parents=[common])
+    complete.add_argument("what", choices=("vms", "containers"))
+    complete.add_argument("vm", nargs="?", default="")
     return p
 
 
