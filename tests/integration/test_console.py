@@ -7,14 +7,16 @@ forwards calls for VMs resident elsewhere, as xapi does.
 """
 
 import json
+import os
 import subprocess
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
 from xscontainer import xmlenc
 
 IMAGE = "xsc-test/busybox"
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def xsc(lab: Any, *argv: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
@@ -204,3 +206,34 @@ def test_inspect_top_diagnose(lab: Any, vm: Any, web: str) -> None:
     out = xsc(lab, "diagnose", vm.name)
     assert out.returncode == 0, out.stderr
     assert "Result: container management works for this VM." in out.stdout
+
+
+def _completion_script() -> str:
+    root = os.environ.get("XSC_LAB_INSTALL_ROOT")
+    if root:  # the installed RPM's
+        return os.path.join(root, "usr/share/bash-completion/completions/xscontainer")
+    return os.path.join(REPO, "packaging", "bash-completion", "xscontainer")
+
+
+def complete(lab: Any, *words: str) -> List[str]:
+    """What bash offers after `words` (the last one being typed)."""
+    script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _xscontainer; '
+              'printf "%s\\n" "${COMPREPLY[@]}"')
+    out = lab.dom0_run(lab.hosts[-1].uuid, ["bash", "-c", script, "bash", _completion_script(),
+                                            "xscontainer", *words])
+    assert out.returncode == 0, out.stderr
+    return sorted(line for line in out.stdout.splitlines() if line)
+
+
+def test_bash_completion(lab: Any, vm: Any, saved_keys: None) -> None:
+    assert complete(lab, "lo") == ["logs"]
+    assert complete(lab, "logs", "--ti") == ["--timestamps"]
+    prefix = vm.name[:-1]
+    assert complete(lab, "logs", prefix) == sorted(v.name for v in lab.vms
+                                                   if v.name.startswith(prefix))
+    set_key(lab, vm, "docker_ps", xmlenc.docker_ps([
+        {"Id": "f" * 64, "Names": ["/only-published"], "Image": "nginx", "Created": 1,
+         "Status": "Up 2 hours"}]))
+    assert complete(lab, "stop", vm.name, "web", "only-") == ["only-published"]
+    assert complete(lab, "logs", "-n", "5", vm.name, "") == ["only-published"]
+    assert complete(lab, "prepare", "--mode", "") == ["ssh", "tls"]
