@@ -18,7 +18,7 @@ import time
 from typing import Dict, Optional
 
 from xscontainer import diagnose as diagnose_mod
-from xscontainer import paths, xapi_keys, xmlenc
+from xscontainer import jsonenc, paths, xapi_keys, xmlenc
 from xscontainer.docker_api import DockerClient, FileVersionCache, deadline_at
 from xscontainer.guest import Guest
 from xscontainer.operations import implementation, table
@@ -48,13 +48,14 @@ def docker_backed(name: str, xapi: Xapi, args: Dict[str, str]) -> str:
     """The payload of the Docker-backed plugin function `name`, connecting directly."""
     op = table.lookup(name)
     ref = op.container_ref(args)  # refused before any connection
+    options = op.parse_options(args)  # likewise
     guest = _running_guest(xapi, args)
     publish: Optional[implementation.Publish] = None
     if op.is_lifecycle and xapi_keys.DOCKER_PS in guest.other_config:
         publish = functools.partial(refresh_docker_ps, guest)
     with deadline_at(time.monotonic() + CALL_DEADLINE), \
             guest.docker(cache=version_cache()) as docker:
-        return implementation.perform(op, docker, ref, publish)
+        return implementation.perform(op, docker, ref, publish, options)
 
 
 def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:
@@ -66,4 +67,7 @@ def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:
 
 
 def diagnose(xapi: Xapi, args: Dict[str, str]) -> str:
-    return diagnose_mod.diagnose(Guest.load(xapi, args["vmuuid"])).text()
+    """The diagnosis as text, or as JSON with format=json (jsonenc.diagnosis)."""
+    fmt = table.parse_format(args, table.TEXT)
+    report = diagnose_mod.diagnose(Guest.load(xapi, args["vmuuid"]))
+    return jsonenc.diagnosis(report) if fmt == table.JSON else report.text()

@@ -23,6 +23,7 @@ Engines differ where clients must not see it, and DockerClient evens it out:
   improper": both become the same error, which says the container's state.
 """
 
+import functools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ import requests.exceptions
 import urllib3.exceptions
 
 from xscontainer import errors
+from xscontainer import logs as logs_mod
 from xscontainer.operations import table
 from xscontainer.operations.table import check_container_ref
 from xscontainer.transport import BoundedAdapter
@@ -360,6 +362,62 @@ class DockerClient:
                 raise self._malformed(action, "%s is a JSON %s instead of a list"
                                       % (key, _json_type(top[key])))
         return top
+
+    def stats(self, ref: str) -> Dict[str, Any]:
+        """One stats sample of a container, at once (one-shot: precpu_stats is
+        empty unless the engine fills it anyway; stats.py says what follows)."""
+        check_container_ref(ref)
+        url = self._api._url("/containers/{0}/stats", ref)
+
+        def sample() -> Any:
+            return self._api._result(
+                self._api._get(url, params={"stream": "false", "one-shot": "true"}), json=True)
+
+        return self._object("report the resource use of container %s" % ref, sample)
+
+    def logs(self, ref: str, sink: Callable[[str, bytes], None], tail: int,
+             since: Optional[str] = None, timestamps: bool = False,
+             max_bytes: int = logs_mod.MAX_LOG_READ) -> None:
+        """A container's logs (stdout and stderr, the last `tail` lines, from
+        `since` in Unix seconds), each payload handed to `sink(stream, data)` as
+        it is read (logs.demultiplex): bounded in bytes and by the request's
+        deadline, never held whole."""
+        inspect = self.inspect(ref)  # NoSuchContainer, and whether it has a TTY
+        config = inspect.get("Config")
+        tty = bool(config.get("Tty")) if isinstance(config, dict) else False
+        params: Dict[str, Any] = {"stdout": "1", "stderr": "1", "tail": str(tail),
+                                  "timestamps": "1" if timestamps else "0"}
+        if since is not None:
+            params["since"] = since
+        action = "read the logs of container %s" % ref
+        url = self._api._url("/containers/{0}/logs", ref)
+        with self.adapter.streaming("GET /containers/%s/logs" % ref):
+            response = self._call(action, self._api._get, url, params=params, stream=True)
+            try:
+                self._check_stream(action, response)
+                read = functools.partial(response.raw.read, decode_content=False)
+                self._call(action, logs_mod.demultiplex,
+                           read, tty, sink, max_bytes)
+            finally:
+                response.close()
+
+    def _check_stream(self, action: str, response: Any) -> None:
+        """A streamed reply's status and encoding, its error read with a bound."""
+        encoding = str(response.headers.get("Content-Encoding", "identity")).strip().lower()
+        if encoding not in ("", "identity"):
+            raise self._malformed(action, "a %s-encoded reply" % encoding[:40])
+        status = int(response.status_code)
+        if status < 400:
+            return
+        body = response.raw.read(MAX_DOCKER_MESSAGE * 8, decode_content=False) or b""
+        try:
+            message = json.loads(body.decode("utf-8", "replace")).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        text = str(message if message else body.decode("utf-8", "replace")).strip()
+        text = text if len(text) <= MAX_DOCKER_MESSAGE else text[:MAX_DOCKER_MESSAGE] + "..."
+        cls = errors.NoSuchContainer if status == 404 else errors.DockerError
+        raise cls.from_response(status, text, action, self.where)
 
     def info(self) -> Dict[str, Any]:
         return self._object("report its info", self._api.info)

@@ -38,6 +38,8 @@ MAX_DOCKER_TOP = 4 * 1024 * 1024
 # get_inspect: a container's inspect document is 4 to 20 KB; environments and
 # labels of a few hundred KB still fit.
 MAX_DOCKER_INSPECT = 4 * 1024 * 1024
+# get_stats: a row is about 300 characters: thousands of containers.
+MAX_DOCKER_STATS = 4 * 1024 * 1024
 # docker_info and docker_version: 3 KB and 1 KB from Docker 29.
 MAX_DOCKER_INFO = 1024 * 1024
 MAX_DOCKER_VERSION = 1024 * 1024
@@ -317,6 +319,12 @@ def _is_container(item: Any) -> bool:
     return False
 
 
+def ps_entries(containers: Sequence[Any]) -> List[Dict[str, Any]]:
+    """The containers of a ``GET /containers/json`` array as docker_ps has them:
+    each one's ``entry`` (what is not a container is dropped)."""
+    return [_ps_entry(item) for item in containers if _is_container(item)]
+
+
 def docker_ps(containers: Sequence[Any], limit: int = MAX_DOCKER_PS) -> str:
     """The ``docker_ps`` document from a ``GET /containers/json?all=1`` array.
 
@@ -407,6 +415,19 @@ def _top_row(titles: List[str], cells: List[str]) -> List[Tuple[str, str]]:
                       if required not in titles]
 
 
+def top_processes(top: Mapping) -> Tuple[List[str], List[Dict[str, str]]]:
+    """(titles, processes) of a ``GET /containers/{id}/top`` object as docker_top
+    has them: each process a mapping from title to cell, PID, CMD and TIME
+    always present and non-empty."""
+    raw_titles = top.get("Titles")
+    raw_rows = top.get("Processes")
+    titles, joined = _top_titles(raw_titles if isinstance(raw_titles, (list, tuple)) else [])
+    rows = [row for row in (raw_rows if isinstance(raw_rows, (list, tuple)) else [])
+            if (isinstance(row, str) and row.strip()) or (isinstance(row, (list, tuple)) and row)]
+    processes = [dict(_top_row(titles, _top_cells(row, len(titles), joined))) for row in rows]
+    return titles + [t for t in _TOP_REQUIRED if t not in titles], processes
+
+
 def docker_top(top: Mapping, limit: int = MAX_DOCKER_TOP) -> str:
     """The ``docker_top`` document from a ``GET /containers/{id}/top`` object.
 
@@ -461,6 +482,12 @@ def docker_info(info: Mapping) -> str:
 def docker_version(version: Mapping) -> str:
     """The ``docker_version`` document: ``GET /version`` with Docker's key case."""
     return encode("docker_version", version, MAX_DOCKER_VERSION, "docker_version document")
+
+
+def docker_stats(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The ``docker_stats`` document of get_stats: one ``<item>`` per container
+    holding its row (stats.row's keys)."""
+    return encode("docker_stats", list(rows), MAX_DOCKER_STATS, "get_stats answer")
 
 
 def docker_inspect(obj: Mapping) -> str:

@@ -70,6 +70,31 @@ class FakeDocker:
                 self.where)
         self.containers[ref] = state
 
+    def stats(self, ref: str) -> Dict[str, Any]:
+        """A one-shot sample: CPU time grows by 0.5 s of 2 CPUs' 1 s per call."""
+        self._request("stats", ref)
+        name = next((n for n in self.containers if ref == n * 4), ref)  # an id of ps()
+        self._known(name, "report the resource use of container %s" % ref)
+        count = sum(1 for call in self.calls if call == ("stats", ref))
+        return {"id": name * 4, "name": "/" + name,
+                "cpu_stats": {"cpu_usage": {"total_usage": count * 500000000},
+                              "system_cpu_usage": count * 2000000000, "online_cpus": 2},
+                "precpu_stats": {"cpu_usage": {"total_usage": 0}},
+                "memory_stats": {"usage": 10 << 20, "limit": 100 << 20,
+                                 "stats": {"inactive_file": 2 << 20}},
+                "networks": {"eth0": {"rx_bytes": 100, "tx_bytes": 50}},
+                "blkio_stats": {"io_service_bytes_recursive": [
+                    {"op": "read", "value": 4096}, {"op": "write", "value": 8192}]},
+                "pids_stats": {"current": 3}}
+
+    def logs(self, ref: str, sink: Any, tail: int, since: Optional[str] = None,
+             timestamps: bool = False, max_bytes: int = 0) -> None:
+        self._request("logs", ref, str(tail))
+        self._known(ref, "read the logs of container %s" % ref)
+        lines = [("stdout" if n % 2 else "stderr", b"line %d\n" % n) for n in range(1, 6)]
+        for stream, line in lines[-tail:] if tail else []:
+            sink(stream, line)
+
     def ps(self) -> List[Dict[str, Any]]:
         self._request("ps")
         return [{"Id": name * 4, "Names": ["/" + name], "Image": "busybox",

@@ -33,10 +33,16 @@ LIFECYCLES = ("start", "stop", "restart", "pause", "unpause")
 def test_the_table_is_the_wire_contract():
     assert {name: (op.required, op.kind) for name, op in table.OPERATIONS.items()} == dict(
         [(name, (("vmuuid", "object"), table.READ)) for name in READS]
-        + [(name, (("vmuuid", "container"), table.LIFECYCLE)) for name in LIFECYCLES])
+        + [(name, (("vmuuid", "container"), table.LIFECYCLE)) for name in LIFECYCLES]
+        + [("get_logs", (("vmuuid", "object"), table.READ)),
+           ("get_stats", (("vmuuid",), table.READ)), ("get_ps", (("vmuuid",), table.READ))])
+    assert {name: op.options for name, op in table.OPERATIONS.items() if op.options} == {
+        "get_inspect": ("format",), "get_top": ("format",),
+        "get_logs": ("tail", "since", "timestamps", "format"),
+        "get_stats": ("format",), "get_ps": ("all", "format")}
     for name, op in table.OPERATIONS.items():
         assert op.name == name
-        assert op.repeatable == (not op.is_lifecycle) == (name in READS)
+        assert op.repeatable == (not op.is_lifecycle) == (name not in LIFECYCLES)
 
 
 def test_find_and_lookup():
@@ -141,10 +147,15 @@ def test_direct_refuses_a_bad_reference_before_looking_the_vm_up(monkeypatch):
     docker = FakeDocker()
     server, _vm = guest_vm({})
     run = direct_path(monkeypatch, docker, server)
-    for name in table.OPERATIONS:
-        key = table.OPERATIONS[name].target
-        with pytest.raises(errors.InvalidArgument):
-            run(name, {"vmuuid": "u-1", key: "../x"})
+    for name, op in table.OPERATIONS.items():
+        if op.target:
+            with pytest.raises(errors.InvalidArgument):
+                run(name, {"vmuuid": "u-1", op.target: "../x"})
+        if op.options:
+            with pytest.raises(errors.InvalidArgument):
+                run(name, {"vmuuid": "u-1", op.target or "x": "web", "format": "yaml"})
+    with pytest.raises(errors.InvalidArgument):
+        run("get_logs", {"vmuuid": "u-1", "object": "web", "tail": "-1"})
     assert server.calls == [] and docker.calls == []
 
 

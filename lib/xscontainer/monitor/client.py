@@ -128,8 +128,9 @@ def call(xapi: Xapi, fn: str, args: Mapping[str, str]) -> Optional[str]:
     if xapi.call("VM.get_power_state", vm) != "Running":
         return None  # the direct path reports it
     ref = op.container_ref(args)  # as the monitor and the direct path would refuse it
+    options = op.given_options(args)  # likewise
     try:
-        answer = request(protocol.operation_request(op, vm_uuid, ref))
+        answer = request(protocol.operation_request(op, vm_uuid, ref, options))
     except _NoAnswer as exc:
         if exc.sent and not op.repeatable:
             # the monitor may have done it: repeating it directly could do it twice

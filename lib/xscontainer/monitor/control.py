@@ -71,6 +71,7 @@ class Dispatcher:
             if op is None:
                 raise errors.InvalidArgument("Unknown monitor request %r." % (fn,))
             ref = op.container_ref(req)
+            options = op.parse_options(req)
         except errors.XSContainerError as exc:
             return {"error": exc.xapi_description()}
         vm_uuid = req.get(table.VM_ARG)
@@ -87,7 +88,7 @@ class Dispatcher:
         publish = functools.partial(self._publish_ps, worker, op)
         try:
             with deadline_at(time.monotonic() + CALL_DEADLINE):
-                value = implementation.perform(op, client, ref, publish)
+                value = implementation.perform(op, client, ref, publish, options)
         except errors.Timeout as exc:
             worker.connection_lost()
             return {"error": exc.xapi_description()}

@@ -8,7 +8,11 @@ One request per connection, one JSON object per line each way:
     {"fn": NAME, "vmuuid": U, TARGET: C}    (a Docker-backed operation: NAME and
                                              its TARGET argument as in
                                              operations/table.py, e.g. "object"
-                                             for get_inspect, "container" for stop)
+                                             for get_inspect, "container" for stop;
+                                             the operation's optional arguments, e.g.
+                                             "tail", "format", as the plugin got them;
+                                             no TARGET for get_ps, nor for get_stats of
+                                             every running container)
     {"fn": "status"}                        (for tests and operators)
 
 and the answer is one of
@@ -19,7 +23,7 @@ and the answer is one of
 """
 
 import os
-from typing import Dict
+from typing import Dict, Mapping, Optional
 
 from xscontainer import paths
 from xscontainer.operations.table import VM_ARG, Operation
@@ -42,6 +46,12 @@ def lock_path() -> str:
     return os.path.join(paths.run_dir(), LOCK_NAME)
 
 
-def operation_request(op: Operation, vm_uuid: str, ref: str) -> Dict[str, str]:
-    """The request that asks the monitor to run `op` on container `ref` of a VM."""
-    return {"fn": op.name, VM_ARG: vm_uuid, op.target: ref}
+def operation_request(op: Operation, vm_uuid: str, ref: str,
+                      options: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The request that asks the monitor to run `op` on container `ref` of a VM
+    ("" when it names none) with the optional arguments `options`."""
+    request = {"fn": op.name, VM_ARG: vm_uuid}
+    if ref:
+        request[op.target] = ref
+    request.update(options or {})
+    return request

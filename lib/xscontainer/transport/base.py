@@ -182,18 +182,47 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = dict(
             self.poolmanager.pool_classes_by_scheme, http=_WatchedHTTPPool)
 
+    def _seconds_left(self, what: str) -> float:
+        seconds = self.request_deadline
+        outer = getattr(_deadline, "at", None)
+        if outer is not None:
+            seconds = min(seconds, outer - time.monotonic())
+        if seconds <= 0:
+            raise errors.Timeout("No time was left to send %s to the Docker engine." % what)
+        return seconds
+
+    @contextlib.contextmanager
+    def streaming(self, what: str) -> Iterator[None]:
+        """A streamed request sent and read inside the block ends by the request's
+        deadline, as a non-streamed one does: at the deadline its connection is
+        closed and the block raises Timeout. The reader bounds the size itself."""
+        seconds = self._seconds_left(what)
+        current = _Watch()
+        timer = threading.Timer(seconds, current.fire)
+        timer.daemon = True
+        _current.watch = current
+        timer.start()
+        try:
+            yield
+        except Exception as exc:
+            if current.fired:
+                raise errors.Timeout(
+                    "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds)
+                ) from exc
+            raise
+        finally:
+            timer.cancel()
+            _current.watch = None
+        if current.fired:
+            raise errors.Timeout(
+                "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds))
+
     def send(self, request: Any, stream: bool = False, **kwargs: Any) -> Any:  # type: ignore[override]
         what = "%s %s" % (request.method, request.path_url.split("?")[0])
         request.headers["Accept-Encoding"] = "identity"
         if stream:
             return requests.adapters.HTTPAdapter.send(self, request, stream=True, **kwargs)
-        now = time.monotonic()
-        seconds = self.request_deadline
-        outer = getattr(_deadline, "at", None)
-        if outer is not None:
-            seconds = min(seconds, outer - now)
-        if seconds <= 0:
-            raise errors.Timeout("No time was left to send %s to the Docker engine." % what)
+        seconds = self._seconds_left(what)
         current = _Watch()
         timer = threading.Timer(seconds, current.fire)
         timer.daemon = True
