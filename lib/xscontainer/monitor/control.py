@@ -75,10 +75,12 @@ class Dispatcher:
         except errors.XSContainerError as exc:
             return {"error": exc.xapi_description()}
         vm_uuid = req.get(table.VM_ARG)
-        return self.run(op, vm_uuid if isinstance(vm_uuid, str) else "", ref)
+        return self.run(op, vm_uuid if isinstance(vm_uuid, str) else "", ref, options)
 
-    def run(self, op: table.Operation, vm_uuid: str, ref: str) -> Dict[str, Any]:
-        """Run `op` on container `ref` (checked) of a VM over the worker's live client."""
+    def run(self, op: table.Operation, vm_uuid: str, ref: str,
+            options: Optional[Mapping[str, table.Option]] = None) -> Dict[str, Any]:
+        """Run `op` on container `ref` with its parsed `options` (both checked) of a
+        VM over the worker's live client."""
         worker = self.supervisor.worker_by_uuid(vm_uuid) if vm_uuid else None
         if worker is None:
             return self._unavailable("this host's monitor does not monitor VM %s" % (vm_uuid,))

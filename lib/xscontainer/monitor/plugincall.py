@@ -14,7 +14,8 @@ argument, a XAPI check that fails (an unknown VM, a refused session), a VM
 that is not running here (it forwards or reports), and a VM the monitor does
 not hold a connection to ("direct": the full path then connects itself
 without asking again). A container reference that is not one is refused here
-as the full path refuses it; Docker's failures are its answer too.
+as the full path refuses it, and so are bad optional arguments (format, tail,
+...); Docker's failures are its answer too.
 """
 
 import logging
@@ -43,7 +44,7 @@ class Declined(Exception):
         self.kind = kind
 
 
-Run = Callable[[table.Operation, str, str], Dict[str, Any]]
+Run = Callable[[table.Operation, str, str, Dict[str, table.Option]], Dict[str, Any]]
 
 
 def parse(call: bytes) -> Tuple[str, table.Operation, Dict[str, Any]]:
@@ -91,9 +92,10 @@ def answer(call: bytes, run: Run, this_host: Optional[str]) -> bytes:
     check_vm(session, vm_uuid, this_host)
     try:
         ref = op.container_ref(args)
+        options = op.parse_options(args)
     except errors.XSContainerError as exc:
         return _failure(op.name, exc.xapi_description())
-    result = run(op, vm_uuid, ref)
+    result = run(op, vm_uuid, ref, options)
     if "value" in result:
         log.info("%s succeeded (monitor)", op.name)
         text = plugin.success_response(str(result["value"]))
