@@ -88,9 +88,8 @@ def ps(pool: Pool, args: argparse.Namespace) -> int:
 
 
 def _ps_now(pool: Pool, vm: VM, all_containers: bool) -> List[Dict[str, Any]]:
-    arguments = {"vmuuid": vm.uuid}
-    if all_containers:
-        arguments["all"] = "true"
+    # get_ps lists every container unless all=false (then running and paused ones)
+    arguments = {"vmuuid": vm.uuid, "all": "true" if all_containers else "false"}
     answer = _plugin_json(pool, "get_ps", arguments)
     containers = answer.get("containers") if isinstance(answer, dict) else None
     if not isinstance(containers, list):
