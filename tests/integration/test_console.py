@@ -8,7 +8,9 @@ forwards calls for VMs resident elsewhere, as xapi does.
 
 import json
 import os
+import signal
 import subprocess
+import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -237,3 +239,99 @@ def test_bash_completion(lab: Any, vm: Any, saved_keys: None) -> None:
     assert complete(lab, "stop", vm.name, "web", "only-") == ["only-published"]
     assert complete(lab, "logs", "-n", "5", vm.name, "") == ["only-published"]
     assert complete(lab, "prepare", "--mode", "") == ["ssh", "tls"]
+
+
+# -- on the plugin's get_ps, get_logs, get_stats and format=json -----------------------
+
+
+def test_ps_of_named_vms_asks_their_engines(lab: Any, vm: Any, web: str) -> None:
+    stopped = "xsc-cli-stopped"
+    lab.exec(vm.name, ["docker", "rm", "-f", stopped], check=False)
+    lab.exec(vm.name, ["docker", "create", "--name", stopped, IMAGE, "true"])
+    try:
+        running = xsc_json(lab, "ps", vm.name)
+        everything = xsc_json(lab, "ps", "-a", vm.uuid)
+        table = xsc(lab, "ps", vm.name, "no-such-vm")
+    finally:
+        lab.exec(vm.name, ["docker", "rm", "-f", stopped], check=False)
+    (entry,) = running["vms"]
+    assert entry["uuid"] == vm.uuid and "published" not in entry
+    names = [c["names"] for c in entry["containers"]]
+    assert web in names and stopped not in names
+    (mine,) = [c for c in entry["containers"] if c["names"] == web]
+    assert mine["status"] == "Up" and mine["image"] == IMAGE and len(mine["id"]) == 64
+    assert stopped in [c["names"] for c in everything["vms"][0]["containers"]]
+    # one VM unknown: the others listed, the status says what failed
+    assert table.returncode == 3 and "no-such-vm" in table.stderr, table.stderr
+    assert any(line.startswith(vm.name) and line.endswith(web)
+               for line in table.stdout.splitlines()), table.stdout
+
+
+def test_logs(lab: Any, vm: Any, web: str) -> None:
+    out = xsc(lab, "logs", "-n", "5", vm.name, web)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert len(lines) == 5 and all(line.split()[0] in ("out", "err") for line in lines), lines
+    answer = xsc_json(lab, "logs", "--tail", "4", "-t", vm.uuid, web)
+    assert answer["container"] == web and len(answer["lines"]) == 4
+    assert {line["stream"] for line in answer["lines"]} <= {"stdout", "stderr"}
+    assert all(line["timestamp"] and line["text"].split()[0] in ("out", "err")
+               for line in answer["lines"])
+    out = xsc(lab, "logs", vm.name, "no-such-container")
+    assert out.returncode == 6, (out.stdout, out.stderr)
+
+
+def test_logs_follow_prints_new_lines_once_and_stops_on_ctrl_c(lab: Any, vm: Any,
+                                                               web: str) -> None:
+    proc = lab.dom0_popen(lab.hosts[-1].uuid, ["xscontainer", "logs", "-f", "-n", "2",
+                                               "--interval", "0.3", vm.name, web],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True)
+    seen: List[str] = []
+    try:
+        deadline = time.time() + 60
+        # the two last lines, then new ones as the container writes them (5 a second)
+        while len(seen) < 12 and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line.rstrip("\n"))
+        started = time.time()
+        proc.send_signal(signal.SIGINT)
+        rest, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert time.time() - started < 10
+    assert "Traceback" not in err and err == "", err
+    seen += rest.splitlines()
+    assert len(seen) >= 12, seen
+    # every line once, in order: each stream's numbers go up by one
+    for stream in ("out", "err"):
+        numbers = [int(line.split()[1]) for line in seen if line.split()[0] == stream]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), (stream, seen)
+
+
+def test_stats(lab: Any, vm: Any, web: str) -> None:
+    answer = xsc_json(lab, "stats", vm.name, web)
+    (row,) = answer["containers"]
+    assert row["name"].lstrip("/") == web and row["pids"] >= 1
+    assert 0 < row["memory_usage"] <= row["memory_limit"]
+    out = xsc(lab, "stats", vm.name)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"]
+    (line,) = [line for line in lines[1:] if line.split()[1] == web]
+    assert line.split()[2].endswith("%") and "/" in line
+
+
+def test_inspect_top_diagnose_as_json(lab: Any, vm: Any, web: str) -> None:
+    container_id = lab.exec(vm.name, ["docker", "inspect", "-f", "{{.Id}}", web]).stdout.strip()
+    document = xsc_json(lab, "inspect", vm.name, web)
+    assert document["Id"] == container_id and document["Name"] == "/" + web
+    top = xsc_json(lab, "top", vm.name, web)
+    assert "PID" in top["titles"] and any("sleep" in p["CMD"] for p in top["processes"])
+    report = xsc_json(lab, "diagnose", vm.name)
+    assert report["ok"] is True and all(step["status"] == "ok" for step in report["steps"])
