@@ -192,3 +192,18 @@ def test_readme_mirrors_the_help() -> None:
     assert block.startswith("usage: xscontainer [-h] [--json] COMMAND ...\n")
     assert options.DESCRIPTION in block
     assert block.endswith(options.EXAMPLES.rstrip("\n"))
+
+
+def test_xapi_unreachable_is_status_9(monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+                                      capsys: pytest.CaptureFixture) -> None:
+    from xscontainer import cli  # noqa: PLC0415
+
+    monkeypatch.setenv("XSCONTAINER_XAPI_SOCKET", str(tmp_path / "no-xapi"))
+    monkeypatch.setenv("XSCONTAINER_LOG_FILE", str(tmp_path / "log"))
+    assert cli.main(["ps"]) == exits.XAPI
+    err = capsys.readouterr().err
+    assert err.startswith("xscontainer: Cannot log in to the local XAPI") and err.count("\n") == 1
+    assert cli.main(["--json", "register", "vm"]) == exits.XAPI
+    import json  # noqa: PLC0415
+
+    assert json.loads(capsys.readouterr().out)["error"]["status"] == exits.XAPI

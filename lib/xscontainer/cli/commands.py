@@ -73,6 +73,7 @@ def ps(pool: Pool, args: argparse.Namespace) -> int:
             if not args.all:
                 containers = [c for c in containers if views.is_running(c)]
             entry = dict(_vm_json(vm), containers=containers)
+            entry["power_state"] = vm.power_state
             entry["published"] = published is not None  # False: not (yet) published
             listed.append(entry)
     if args.json:
@@ -80,7 +81,8 @@ def ps(pool: Pool, args: argparse.Namespace) -> int:
     else:
         rows = [views.ps_row(vm["name_label"], c) for vm in listed for c in vm["containers"]]
         tables.line(tables.render(views.PS_HEADER, rows, views.PS_SHRINK, _columns(args)))
-        quiet = [vm["name_label"] for vm in listed if vm.get("published") is False]
+        quiet = [vm["name_label"] for vm in listed if vm.get("published") is False
+                 and vm["power_state"] == "Running"]
         if quiet:
             _warn("Nothing published yet for %s: is xscontainer-monitor running on its host? "
                   "(xscontainer ps VM asks the VM's engine now.)" % ", ".join(quiet))

@@ -69,8 +69,10 @@ def from_failure(exc: errors.XAPIError, what: str) -> CommandError:
             "%s: the xscontainer plugin on this host has no function %s; update xscontainer "
             "on every host of the pool." % (what, failure[1] if len(failure) > 1 else "?"),
             exits.XAPI, code)
-    return CommandError("%s: XAPI failed: %s" % (what, " ".join(failure)), exits.for_code(code),
-                        code)
+    text = " ".join(failure)
+    if len(text) > 600:  # a plugin's traceback, say: the log has it whole
+        text = text[:600] + " ..."
+    return CommandError("%s: XAPI failed: %s" % (what, text), exits.for_code(code), code)
 
 
 class Pool:
