@@ -8,21 +8,28 @@ calls for the same container, through the lab's host.call_plugin as a client
 calls it:
 
 * direct: the monitor runs but does not watch the VM (not registered), so it
-  answers "unavailable" and the plugin connects itself; or no monitor runs;
-* warm: the VM is registered and the monitor's connection is up.
+  declines and the plugin connects itself; or no monitor runs;
+* warm: the VM is registered and the monitor's connection is up: the plugin's
+  front end hands it the whole call (xscontainer.frontend) and prints its answer.
 
 The monitor's `status` control request counts what it served and what it
-declined, which tells the paths apart.
+declined, which tells the paths apart. The container carries non-ASCII text
+(a label) and the calls include a non-ASCII container name; a call for a VM on
+another host is forwarded, and a call with a session XAPI refuses is never
+served by the monitor: the full path answers it, exactly as without a monitor.
 """
 
+import os
+import subprocess
 import time
 import xml.dom.minidom
+import xmlrpc.client
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import XenAPI
 
-from xsclab import labctl
+from xsclab import labctl, labenv
 
 from .monitoring import (
     DOCKER_KEYS,
@@ -35,6 +42,7 @@ from .monitoring import (
 )
 
 NAME = "paths-web"
+NOTE = "café ☕ 日本語 — ünïcode"
 
 
 def ps_status(xs: Any, vm: labctl.VM) -> Optional[Dict[str, str]]:
@@ -62,7 +70,8 @@ def guest_state(lab: labctl.Lab, vm: labctl.VM) -> str:
 def vm(lab: labctl.Lab, xs: Any) -> Iterator[labctl.VM]:
     """A guest running one container, NAME; left unregistered and empty."""
     vm = lab.vms[0]
-    lab.exec(vm.name, ["docker", "run", "-d", "--init", "--name", NAME, IMAGE, "sleep", "1d"])
+    lab.exec(vm.name, ["docker", "run", "-d", "--init", "--name", NAME, "--label",
+                       "xsc.note=" + NOTE, IMAGE, "sleep", "1d"])
     # ps's C column (CPU % over the process's life) settles at 0 for an idle process
     time.sleep(2)
     yield vm
@@ -80,22 +89,39 @@ def monitor(lab: labctl.Lab, vm: labctl.VM) -> Iterator[Monitor]:
     started.stop()
 
 
-def outcome(lab: labctl.Lab, vm: labctl.VM, fn: str, **args: str) -> Tuple[str, Any]:
-    """What a client gets: ("value", the string) or ("failure", the error description)."""
+def outcome(lab: labctl.Lab, vm: labctl.VM, fn: str, on: Optional[str] = None,
+            **args: str) -> Tuple[str, Any]:
+    """What a client gets from host `on` (default: the VM's): ("value", the
+    string) or ("failure", the error description)."""
     try:
-        return ("value", lab.call_plugin(vm.host, fn, dict(vmuuid=vm.uuid, **args)))
+        return ("value", lab.call_plugin(on or vm.host, fn, dict(vmuuid=vm.uuid, **args)))
     except XenAPI.Failure as exc:
         return ("failure", [str(d) for d in exc.details])
 
 
-def reads(lab: labctl.Lab, vm: labctl.VM) -> List[Tuple[str, Any]]:
+def reads(lab: labctl.Lab, vm: labctl.VM, on: Optional[str] = None) -> List[Tuple[str, Any]]:
     return [
-        outcome(lab, vm, "get_inspect", object=NAME),
-        outcome(lab, vm, "get_top", object=NAME),
-        outcome(lab, vm, "get_inspect", object="no-such-container"),
-        outcome(lab, vm, "get_top", object="no-such-container"),
-        outcome(lab, vm, "get_top", object="bad name!"),
+        outcome(lab, vm, "get_inspect", on, object=NAME),
+        outcome(lab, vm, "get_top", on, object=NAME),
+        outcome(lab, vm, "get_inspect", on, object="no-such-container"),
+        outcome(lab, vm, "get_top", on, object="no-such-container"),
+        outcome(lab, vm, "get_top", on, object="bad name!"),
+        outcome(lab, vm, "get_inspect", on, object="café"),
     ]
+
+
+def plugin_stdout(lab: labctl.Lab, host: str, session_ref: str, fn: str,
+                  args: Dict[str, str]) -> bytes:
+    """The bytes the plugin prints, started as xapi starts it (argv[1] the
+    methodCall as UTF-8, the host's dom0 environment, cwd /)."""
+    env = labenv.dom0_env(host)
+    request = xmlrpc.client.dumps((session_ref, args), fn)
+    proc = subprocess.run(
+        labenv.dom0_argv([os.path.join(labenv.tree().plugins_dir, "xscontainer"), request], env),
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        cwd="/", start_new_session=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (0, b""), proc.stderr[-2000:]
+    return proc.stdout
 
 
 def register_and_connect(xs: Any, vm: labctl.VM, monitor: Monitor) -> None:
@@ -120,10 +146,12 @@ def test_reads_are_byte_identical_on_both_paths(lab, xs, vm, monitor):
     assert warm == direct
     (kind, inspect), (_, top) = direct[:2]
     assert kind == "value" and inspect.startswith("True<?xml") and "<docker_inspect>" in inspect
+    assert NOTE in inspect
     assert top.startswith("True<?xml") and top.count("<Process>") == 2
     code, message = direct[2][1][:2]
     assert code == "XSCONTAINER_NO_SUCH_CONTAINER" and "no-such-container" in message
     assert direct[4][1][0] == "XSCONTAINER_INVALID_ARGUMENT"
+    assert direct[5][1][0] == "XSCONTAINER_INVALID_ARGUMENT" and "café" in direct[5][1][1]
 
     monitor.stop()  # no monitor at all: the plugin connects itself
     assert reads(lab, vm) == direct
@@ -160,3 +188,45 @@ def test_lifecycle_calls_give_true_and_the_same_state_on_both_paths(lab, xs, vm,
     assert direct_again[0] == "failure" and direct_again[1][0] == "XSCONTAINER_DOCKER_ERROR"
     assert warm_again == direct_again
     assert guest_state(lab, vm) == "running" and ps_status(xs, vm) == {NAME: "Up"}
+
+
+def test_the_thin_path_prints_the_full_paths_bytes_and_checks_the_session(lab, xs, vm, monitor):
+    with lab.xapi_session() as session:
+        ref = session._session
+        args = {"vmuuid": vm.uuid, "object": NAME}
+        register_and_connect(xs, vm, monitor)
+        served, _declined = monitor.counts()
+        warm = [plugin_stdout(lab, vm.host, ref, "get_inspect", args),
+                plugin_stdout(lab, vm.host, ref, "get_top", dict(args, object="café"))]
+        assert monitor.counts()[0] == served + 1  # the bad name is refused, not counted
+        # a session XAPI refuses: the monitor does nothing with it, and the full
+        # path's failure is printed
+        bogus = plugin_stdout(lab, vm.host, "OpaqueRef:00000000-not-a-session", "get_inspect",
+                              args)
+        assert monitor.counts()[0] == served + 1
+        monitor.stop()
+        direct = [plugin_stdout(lab, vm.host, ref, "get_inspect", args),
+                  plugin_stdout(lab, vm.host, ref, "get_top", dict(args, object="café"))]
+        assert plugin_stdout(lab, vm.host, "OpaqueRef:00000000-not-a-session", "get_inspect",
+                             args) == bogus
+    assert warm == direct  # byte for byte, UTF-8 included
+    assert NOTE.encode("utf-8") in warm[0] and b"caf\xc3\xa9" in warm[1]
+    failure = xmlrpc.client.loads(bogus.decode("utf-8"))[0][0]
+    assert failure["Status"] == "Failure"
+    code, message = failure["ErrorDescription"][:2]
+    assert code == "XSCONTAINER_XAPI_ERROR" and "VM.get_by_uuid" in message  # XAPI refused it
+    assert "not-a-session" not in bogus.decode("utf-8")
+
+
+def test_a_call_made_on_another_host_is_forwarded_with_the_same_answers(lab, xs, vm, monitor):
+    other = next(h.uuid for h in lab.hosts if h.uuid != vm.host)
+    register_and_connect(xs, vm, monitor)
+    served, declined = monitor.counts()
+    here = reads(lab, vm)
+    assert monitor.counts() == (served + 2, declined)
+    forwarded = reads(lab, vm, on=other)
+    # the VM's host runs the forwarded calls: its front end leaves them to the
+    # full path, which asks the same monitor
+    assert monitor.counts() == (served + 4, declined)
+    assert forwarded == here
+    assert here[0][0] == "value" and NOTE in here[0][1]
