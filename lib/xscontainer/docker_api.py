@@ -19,8 +19,9 @@ Engines differ where clients must not see it, and DockerClient evens it out:
   starting (one to three more requests, whatever the number of containers),
   and Status gets Docker's suffix, so docker_ps reads the same.
 * A lifecycle operation the container's state does not allow (pausing a
-  paused container) is Docker's 409 and Podman's 500 "container state
-  improper": both become the same error, which says the container's state.
+  paused container) is Docker's 409 (500 for unpausing a running one) and
+  Podman's 500 "container state improper": all become the same error, which
+  says the container's state.
 """
 
 import functools
@@ -39,6 +40,7 @@ import urllib3.exceptions
 
 from xscontainer import errors
 from xscontainer import logs as logs_mod
+from xscontainer.log import guest_text
 from xscontainer.operations import table
 from xscontainer.operations.table import check_container_ref
 from xscontainer.transport import BoundedAdapter
@@ -99,8 +101,11 @@ def negotiate(version_info: Dict[str, Any]) -> str:
 # 1.53 is too new. Maximum supported API version is 1.41"; "... is too old.
 # Minimum supported API version is 1.44"; Podman: "... API version ...").
 _VERSION_REFUSED = re.compile(r"client version .* is too (new|old)|api version", re.IGNORECASE)
-# Podman's answer (HTTP 500) where Docker answers 409 Conflict.
-_STATE_IMPROPER = "container state improper"
+# HTTP 500 answers that mean what 409 Conflict means: Podman's "container state
+# improper" (for pausing a paused container, unpausing a running one, ...) and
+# Docker's own "Container ... is not paused" for unpausing a running one.
+_STATE_IMPROPER = re.compile(r"container state improper|is not paused|is already paused"
+                             r"|is not running", re.IGNORECASE)
 _CONFLICT = 409
 # How a container's State.Status reads in the conflict error.
 _STATE_WORDS = {"running": "running", "paused": "paused", "exited": "not running (exited)",
@@ -271,6 +276,8 @@ class DockerClient:
         self.api_version = negotiate(self.version_info)
         self.engine = engine_name(self.version_info)
         self._api._version = self.api_version
+        log.info("negotiated API %s with %s %s in %s", self.api_version, self.engine,
+                 guest_text(self.version_info.get("Version", "?"), 40), self.where)
         if self._cache is not None:
             self._cache.put(self._cache_key, {"api": self.api_version, "engine": self.engine,
                                               "server": self._last_server})
@@ -572,7 +579,7 @@ class DockerClient:
 
 def _is_state_conflict(exc: errors.DockerError) -> bool:
     return exc.status == _CONFLICT or (
-        exc.status == 500 and _STATE_IMPROPER in exc.docker_message.lower())
+        exc.status == 500 and _STATE_IMPROPER.search(exc.docker_message) is not None)
 
 
 def _decode_event(line: bytes) -> Dict[str, Any]:

@@ -31,7 +31,8 @@ Modes (MODES below; SIZE and INTERVAL from --size / --interval):
   does where it differs from Docker: Server `Libpod/...`, a Podman component in
   /version, no health in the container list (its `health` filter and inspect's
   State.Health say it), HTTP 500 "container state improper" for pausing a paused
-  container (Docker, mode healthy: 409). Container `web` has a health check
+  container (Docker, mode healthy: 409; 500 "is not paused" for unpausing a
+  running one). Container `web` has a health check
   (healthy), `plain` none.
 
 Every mode refuses an API version above its own as Docker does (HTTP 400
@@ -221,8 +222,12 @@ class Engine:
                 "message": "\"%s\" is %s: container state improper" % (
                     name, "paused" if action == "pause" else "running"),
                 "response": 500}).encode()
-        return 409, headers, json.dumps({"message": "Container %s is %s" % (
-            name, "already paused" if action == "pause" else "not paused")}).encode()
+        if action == "pause":
+            return 409, headers, json.dumps({"message": "Container %s is already paused"
+                                             % name}).encode()
+        # Docker's own error for unpausing a running container is a 500
+        return 500, headers, json.dumps({"message": "Container %s is not paused"
+                                         % name}).encode()
 
     def _podman_ps(self, path: str) -> List[Dict[str, Any]]:
         """The list as Podman sends it: no health in Status; the health filter works."""
