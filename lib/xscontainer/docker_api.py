@@ -58,6 +58,10 @@ MIN_API = "1.24"
 MAX_API = "1.53"
 MAX_EVENT_BYTES = 1 << 20
 STOP_TIMEOUT = 10  # seconds Docker waits before killing on stop/restart
+# Seconds a logs request may take, first byte sent to last byte read (the
+# call's own deadline still ends it earlier): Docker itself takes about 5 s to
+# read 10,000 lines of a container that logged 50 MB.
+LOGS_DEADLINE = 45.0
 # Docker's messages are quoted in errors up to this many characters.
 MAX_DOCKER_MESSAGE = 500
 
@@ -398,7 +402,7 @@ class DockerClient:
             params["since"] = since
         action = "read the logs of container %s" % ref
         url = self._api._url("/containers/{0}/logs", ref)
-        with self.adapter.streaming("GET /containers/%s/logs" % ref):
+        with self.adapter.streaming("GET /containers/%s/logs" % ref, LOGS_DEADLINE):
             response = self._call(action, self._api._get, url, params=params, stream=True)
             try:
                 self._check_stream(action, response)

@@ -182,8 +182,8 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = dict(
             self.poolmanager.pool_classes_by_scheme, http=_WatchedHTTPPool)
 
-    def _seconds_left(self, what: str) -> float:
-        seconds = self.request_deadline
+    def _seconds_left(self, what: str, seconds: Optional[float] = None) -> float:
+        seconds = self.request_deadline if seconds is None else seconds
         outer = getattr(_deadline, "at", None)
         if outer is not None:
             seconds = min(seconds, outer - time.monotonic())
@@ -192,11 +192,12 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         return seconds
 
     @contextlib.contextmanager
-    def streaming(self, what: str) -> Iterator[None]:
-        """A streamed request sent and read inside the block ends by the request's
-        deadline, as a non-streamed one does: at the deadline its connection is
+    def streaming(self, what: str, seconds: Optional[float] = None) -> Iterator[None]:
+        """A streamed request sent and read inside the block ends by its deadline
+        (`seconds`, default the request deadline; an earlier one of `deadline_at`
+        wins), as a non-streamed one does: at the deadline its connection is
         closed and the block raises Timeout. The reader bounds the size itself."""
-        seconds = self._seconds_left(what)
+        seconds = self._seconds_left(what, seconds)
         current = _Watch()
         timer = threading.Timer(seconds, current.fire)
         timer.daemon = True
