@@ -8,6 +8,7 @@ forwards calls for VMs resident elsewhere, as xapi does.
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -15,6 +16,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
+from xsclab import labenv
 from xscontainer import xmlenc
 
 IMAGE = "xsc-test/busybox"
@@ -219,10 +221,16 @@ def _completion_script() -> str:
 
 def complete(lab: Any, *words: str) -> List[str]:
     """What bash offers after `words` (the last one being typed)."""
-    script = ('source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _xscontainer; '
-              'printf "%s\\n" "${COMPREPLY[@]}"')
-    out = lab.dom0_run(lab.hosts[-1].uuid, ["bash", "-c", script, "bash", _completion_script(),
-                                            "xscontainer", *words])
+    host = lab.hosts[-1].uuid
+    # the program as the lab's dom0 runs it (the installed one's shebang is dom0's
+    # /usr/bin/python3, which the lab stands in for with its own interpreter)
+    argv = labenv.dom0_argv(["xscontainer"], lab.dom0_env(host))
+    wrapper = "" if argv == ["xscontainer"] else "xscontainer() { %s \"$@\"; }; " % " ".join(
+        shlex.quote(a) for a in argv)
+    script = (wrapper + 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+              '_xscontainer; printf "%s\\n" "${COMPREPLY[@]}"')
+    out = lab.dom0_run(host, ["bash", "-c", script, "bash", _completion_script(),
+                              "xscontainer", *words])
     assert out.returncode == 0, out.stderr
     return sorted(line for line in out.stdout.splitlines() if line)
 
