@@ -44,6 +44,14 @@ def outcomes(lab: Any, vm: Any, calls: List[Tuple[str, Dict[str, str]]]) -> List
         return list(pool.map(one, calls))
 
 
+def values(lab: Any, vm: Any, calls: List[Tuple[str, Dict[str, str]]]) -> List[str]:
+    """The payload (after `True`) of each call, which must all succeed."""
+    results = outcomes(lab, vm, calls)
+    for (fn, args), (kind, value) in zip(calls, results):
+        assert kind == "value" and value.startswith("True"), (fn, args, value)
+    return [value[4:] for _kind, value in results]
+
+
 def docker(lab: Any, vm: Any, *argv: str) -> str:
     return lab.exec(vm.name, ["docker", *argv]).stdout
 
@@ -80,10 +88,17 @@ def guest(lab: Any) -> Iterator[Any]:
 
 
 def test_get_logs_demultiplexes_stdout_and_stderr_as_text_and_json(lab, guest):
-    text = call(lab, guest, "get_logs", object="rd-log")
+    text, as_json, two, none, future, since, tty = values(lab, guest, [
+        ("get_logs", {"object": "rd-log"}),
+        ("get_logs", {"object": "rd-log", "format": "json"}),
+        ("get_logs", {"object": "rd-log", "format": "json", "tail": "2", "timestamps": "true"}),
+        ("get_logs", {"object": "rd-log", "tail": "0"}),
+        ("get_logs", {"object": "rd-log", "since": "%d" % (time.time() + 3600)}),
+        ("get_logs", {"object": "rd-log", "since": "1", "tail": "10000"}),
+        ("get_logs", {"object": "rd-tty"})])
     assert sorted(text.splitlines()) == sorted(["out %d" % i for i in range(1, 6)]
                                                + ["err %d" % i for i in range(1, 6)])
-    answer = json.loads(call(lab, guest, "get_logs", object="rd-log", format="json"))
+    answer = json.loads(as_json)
     assert set(answer) == {"container", "lines", "truncated", "not_shown"}
     assert answer["container"] == "rd-log" and not answer["truncated"]
     assert [line["text"] for line in answer["lines"]] == text.splitlines()
@@ -92,16 +107,12 @@ def test_get_logs_demultiplexes_stdout_and_stderr_as_text_and_json(lab, guest):
         assert [line["text"] for line in answer["lines"] if line["stream"] == stream] == \
             sh(lab, guest, "docker logs rd-log %s" % redirect).splitlines()
     # tail, timestamps, since
-    two = json.loads(call(lab, guest, "get_logs", object="rd-log", format="json", tail="2",
-                          timestamps="true"))
-    assert [line["text"] for line in two["lines"]] == text.splitlines()[-2:]
-    assert all(line["timestamp"].startswith(time.strftime("%Y-")) for line in two["lines"])
-    assert call(lab, guest, "get_logs", object="rd-log", tail="0") == ""
-    assert call(lab, guest, "get_logs", object="rd-log", since="%d" % (time.time() + 3600)) == ""
-    assert call(lab, guest, "get_logs", object="rd-log", since="1", tail="10000") == text
+    two_lines = json.loads(two)["lines"]
+    assert [line["text"] for line in two_lines] == text.splitlines()[-2:]
+    assert all(line["timestamp"].startswith(time.strftime("%Y-")) for line in two_lines)
+    assert none == future == "" and since == text
     # a TTY container's logs are not multiplexed: one stream, as it is
-    assert call(lab, guest, "get_logs", object="rd-tty").replace("\r", "") == \
-        "tty one\ntty two\n"
+    assert tty.replace("\r", "") == "tty one\ntty two\n"
 
 
 def test_get_logs_bad_arguments_unknown_container_and_halted_vm(lab, guest):
@@ -139,7 +150,10 @@ def test_get_logs_bad_arguments_unknown_container_and_halted_vm(lab, guest):
 def test_a_container_that_logged_50_mb(lab, guest):
     """The newest whole lines within 1 MiB after a marker, read as they stream."""
     started = time.monotonic()
-    text = call(lab, guest, "get_logs", object="rd-big", tail="10000")
+    text, as_json, default_text = values(lab, guest, [
+        ("get_logs", {"object": "rd-big", "tail": "10000"}),
+        ("get_logs", {"object": "rd-big", "tail": "10000", "format": "json"}),
+        ("get_logs", {"object": "rd-big"})])
     took = time.monotonic() - started
     lines = text.splitlines()
     assert lines[0].startswith("(") and "earlier lines not shown" in lines[0]
@@ -150,12 +164,12 @@ def test_a_container_that_logged_50_mb(lab, guest):
     first = int(shown[0].split()[0])
     assert [int(line.split()[0]) for line in shown[:-1]] == list(range(first, 10000))
     assert all(line.endswith(" " + "x" * 4990) for line in shown[:-1])  # whole lines
-    print("get_logs of a 50 MB log, tail=10000: %.1f s, %d lines shown" % (took, len(shown)))
-    answer = json.loads(call(lab, guest, "get_logs", object="rd-big", tail="10000",
-                             format="json"))
+    print("get_logs of a 50 MB log, tail=10000, text and JSON at once: %.1f s, %d lines shown"
+          % (took, len(shown)))
+    answer = json.loads(as_json)
     assert answer["truncated"] and answer["not_shown"] + len(answer["lines"]) == 10000
     assert answer["lines"][-1] == {"stream": "stdout", "text": "END"}
-    default = call(lab, guest, "get_logs", object="rd-big").splitlines()
+    default = default_text.splitlines()
     assert len(default) == 100 and default[-1] == "END" and default[0].startswith("9901 ")
 
 
@@ -169,7 +183,10 @@ def rows_of(xml_text: str) -> List[Dict[str, str]]:
 
 
 def test_get_stats_of_one_and_of_every_running_container(lab, guest):
-    busy = json.loads(call(lab, guest, "get_stats", object="rd-busy", format="json"))
+    busy_json, all_xml, exited_json = values(lab, guest, [
+        ("get_stats", {"object": "rd-busy", "format": "json"}), ("get_stats", {}),
+        ("get_stats", {"object": "rd-exited", "format": "json"})])
+    busy = json.loads(busy_json)
     assert busy["not_shown"] == 0 and len(busy["containers"]) == 1
     row = busy["containers"][0]
     assert list(row) == ["id", "name", "cpu_percent", "memory_usage", "memory_limit",
@@ -181,7 +198,7 @@ def test_get_stats_of_one_and_of_every_running_container(lab, guest):
     assert 0 < row["memory_usage"] <= row["memory_limit"] and row["pids"] == 1
     # every running container, in XML, the same keys
     running = set(docker(lab, guest, "ps", "-q", "--no-trunc").split())
-    rows = rows_of(call(lab, guest, "get_stats"))
+    rows = rows_of(all_xml)
     assert {r["id"] for r in rows} == running
     log_row = next(r for r in rows if r["name"] == "rd-log")
     assert float(log_row["cpu_percent"]) < 20 and int(log_row["pids"]) >= 1
@@ -190,7 +207,7 @@ def test_get_stats_of_one_and_of_every_running_container(lab, guest):
                             "rd-busy"))
     assert cli["PIDs"] == "1" and float(cli["CPUPerc"].rstrip("%")) > 10
     # an exited container: zeros, at once
-    exited = json.loads(call(lab, guest, "get_stats", object="rd-exited", format="json"))
+    exited = json.loads(exited_json)
     assert exited["containers"][0]["cpu_percent"] == 0.0
     assert exited["containers"][0]["pids"] == 0
 
@@ -199,29 +216,35 @@ def test_get_stats_of_one_and_of_every_running_container(lab, guest):
 
 
 def test_get_ps_and_the_json_of_inspect_top_and_diagnose(lab, guest):
-    xml_all = call(lab, guest, "get_ps")
+    xml_all, xml_running, ps_json, inspect_json, inspect_xml, inspect_default, top_json, \
+        diagnose_json, diagnose_text = values(lab, guest, [
+            ("get_ps", {}), ("get_ps", {"all": "false"}), ("get_ps", {"format": "json"}),
+            ("get_inspect", {"object": "rd-log", "format": "json"}),
+            ("get_inspect", {"object": "rd-log", "format": "xml"}),
+            ("get_inspect", {"object": "rd-log"}),
+            ("get_top", {"object": "rd-log", "format": "json"}),
+            ("diagnose", {"format": "json"}), ("diagnose", {})])
     ids = set(docker(lab, guest, "ps", "-aq", "--no-trunc").split())
     assert {e.findtext("id") for e in ET.fromstring(xml_all).iter("entry")} == ids
-    running = ET.fromstring(call(lab, guest, "get_ps", all="false"))
+    running = ET.fromstring(xml_running)
     names = {e.findtext("names") for e in running.iter("entry")}
     assert "rd-log" in names and "rd-exited" not in names
-    listed = json.loads(call(lab, guest, "get_ps", format="json"))
+    listed = json.loads(ps_json)
     assert listed["not_shown"] == 0
     assert [(c["id"], c["names"], c["status"]) for c in listed["containers"]] == [
         (e.findtext("id"), e.findtext("names"), e.findtext("status"))
         for e in ET.fromstring(xml_all).iter("entry")]
     # format=json of the existing reads; their default answer is unchanged
-    inspect = json.loads(call(lab, guest, "get_inspect", object="rd-log", format="json"))
+    inspect = json.loads(inspect_json)
     assert inspect == json.loads(docker(lab, guest, "inspect", "rd-log"))[0]
-    assert call(lab, guest, "get_inspect", object="rd-log", format="xml") == \
-        call(lab, guest, "get_inspect", object="rd-log")
-    top = json.loads(call(lab, guest, "get_top", object="rd-log", format="json"))
+    assert inspect_xml == inspect_default and inspect_xml.startswith("<?xml")
+    top = json.loads(top_json)
     assert {"PID", "CMD", "TIME"} <= set(top["titles"])
     assert "sleep 1d" in [p["CMD"] for p in top["processes"]]
-    report = json.loads(call(lab, guest, "diagnose", format="json"))
+    report = json.loads(diagnose_json)
     assert report["ok"] is True and report["vm"].endswith("(%s)" % guest.uuid)
     assert {s["status"] for s in report["steps"]} <= {"ok", "warning"}
-    assert report["result"] == call(lab, guest, "diagnose").splitlines()[-1]
+    assert report["result"] == diagnose_text.splitlines()[-1]
 
 
 # -- over the monitor's connection -----------------------------------------------------
