@@ -4,13 +4,18 @@ and over the monitor's connection, with bad arguments, a VM that is not running
 and a container that logged 50 MB."""
 
 import json
+import os
+import subprocess
 import time
 import xml.etree.ElementTree as ET
+import xmlrpc.client
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import XenAPI
+
+from xsclab import labenv
 
 from .monitoring import FAST, Monitor, wait_for
 
@@ -171,6 +176,32 @@ def test_a_container_that_logged_50_mb(lab, guest):
     assert answer["lines"][-1] == {"stream": "stdout", "text": "END"}
     default = default_text.splitlines()
     assert len(default) == 100 and default[-1] == "END" and default[0].startswith("9901 ")
+    # read as it streams: the plugin's peak memory for these 50 MB is within a few MiB
+    # of its peak for the container's inspect document (about 5 KB), in the same run
+    session = lab.xapi()
+    try:
+        logs_rss = plugin_peak_rss(lab, guest, session, "get_logs", object="rd-big",
+                                   tail="10000")
+        inspect_rss = plugin_peak_rss(lab, guest, session, "get_inspect", object="rd-big")
+    finally:
+        session.xenapi.session.logout()
+    print("plugin peak RSS: get_logs of 50 MB %.1f MiB, get_inspect %.1f MiB"
+          % (logs_rss, inspect_rss))
+    assert logs_rss - inspect_rss < 24
+
+
+def plugin_peak_rss(lab: Any, vm: Any, session: Any, fn: str, **args: str) -> float:
+    """The peak RSS (MiB) of the plugin run as xapi runs it for one call."""
+    call = xmlrpc.client.dumps((session._session, dict(args, vmuuid=vm.uuid)), methodname=fn)
+    plugin = os.path.join(labenv.tree().plugins_dir, "xscontainer")
+    proc = lab.dom0_popen(vm.host, [plugin, call], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL)
+    out = proc.stdout.read()
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    (reply,), _ = xmlrpc.client.loads(out)
+    assert reply.get("Status") == "Success", reply
+    return usage.ru_maxrss / 1024.0
 
 
 # -- get_stats -------------------------------------------------------------------------
