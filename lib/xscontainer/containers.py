@@ -17,7 +17,6 @@ import os
 import time
 from typing import Dict, Optional
 
-from xscontainer import diagnose as diagnose_mod
 from xscontainer import jsonenc, paths, xapi_keys, xmlenc
 from xscontainer.docker_api import DockerClient, FileVersionCache, deadline_at
 from xscontainer.guest import Guest
@@ -68,6 +67,8 @@ def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:
 
 def diagnose(xapi: Xapi, args: Dict[str, str]) -> str:
     """The diagnosis as text, or as JSON with format=json (jsonenc.diagnosis)."""
+    from xscontainer import diagnose as diagnose_mod  # noqa: PLC0415 - not on the Docker calls' path
+
     fmt = table.parse_format(args, table.TEXT)
     report = diagnose_mod.diagnose(Guest.load(xapi, args["vmuuid"]))
     return jsonenc.diagnosis(report) if fmt == table.JSON else report.text()
