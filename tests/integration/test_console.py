@@ -343,3 +343,25 @@ def test_inspect_top_diagnose_as_json(lab: Any, vm: Any, web: str) -> None:
     assert "PID" in top["titles"] and any("sleep" in p["CMD"] for p in top["processes"])
     report = xsc_json(lab, "diagnose", vm.name)
     assert report["ok"] is True and all(step["status"] == "ok" for step in report["steps"])
+
+
+def test_non_ascii_names_in_a_c_locale(lab: Any, vm: Any, saved_keys: None,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """dom0 of XCP-ng 8.3 has no UTF-8 locale: with LANG=C, Python 3.6 decodes argv
+    and encodes stdout as ASCII. A name-label given and printed still works."""
+    monkeypatch.setenv("LC_ALL", "C")
+    monkeypatch.setenv("LANG", "C")
+    name = "caf\u00e9-\u00fcber-\u4e2d"
+    with lab.xapi_session() as s:
+        ref = s.xenapi.VM.get_by_uuid(vm.uuid)
+        s.xenapi.VM.set_name_label(ref, name)
+        try:
+            out = lab.dom0_run(lab.hosts[-1].uuid, ["xscontainer", "register", name])
+            assert out.returncode == 0, (out.stdout, out.stderr)
+            assert out.stdout == "Registered %s (%s)\n" % (name, vm.uuid)
+            answer = xsc_json(lab, "deregister", name)
+            assert answer["vm"] == {"uuid": vm.uuid, "name_label": name}
+            out = lab.dom0_run(lab.hosts[-1].uuid, ["xscontainer", "top", name + "x", "c"])
+            assert out.returncode == 3 and name + "x" in out.stderr, out.stderr
+        finally:
+            s.xenapi.VM.set_name_label(ref, vm.name)
