@@ -12,6 +12,7 @@ import shlex
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List
 
 import pytest
@@ -26,6 +27,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def xsc(lab: Any, *argv: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
     """`xscontainer ARGV` in the dom0 of the last host (not the pool's coordinator)."""
     return lab.dom0_run(lab.hosts[-1].uuid, ["xscontainer", *argv], timeout=timeout)
+
+
+def xsc_many(lab: Any, *argvs: List[str]) -> List["subprocess.CompletedProcess[str]"]:
+    """Several independent `xscontainer` runs at once (as several admins would)."""
+    with ThreadPoolExecutor(4) as pool:
+        return list(pool.map(lambda argv: xsc(lab, *argv), argvs))
 
 
 def xsc_json(lab: Any, *argv: str, status: int = 0) -> Any:
@@ -78,13 +85,13 @@ def saved_keys(lab: Any, vm: Any) -> Iterator[None]:
 
 
 def test_help_and_usage_errors(lab: Any) -> None:
-    out = xsc(lab, "--help")
+    out, *wrong = xsc_many(lab, ["--help"], ["logs", "-n", "10x", "vm", "c"],
+                           ["logs", "-n", "-1", "vm", "c"], ["nope"])
     assert out.returncode == 0, out.stderr
     assert "examples:" in out.stdout and "exit status:" in out.stdout
     assert "xscontainer logs -n 5" in out.stdout
-    for argv in (["logs", "-n", "10x", "vm", "c"], ["logs", "-n", "-1", "vm", "c"], ["nope"]):
-        out = xsc(lab, *argv)
-        assert out.returncode == 2, (argv, out.stdout, out.stderr)
+    for out in wrong:
+        assert out.returncode == 2, (out.args, out.stdout, out.stderr)
         assert out.stdout == "" and len(out.stderr.splitlines()) == 1, out.stderr
 
 
@@ -195,23 +202,6 @@ def test_a_halted_vm(lab: Any, web: str) -> None:
             s.xenapi.lab.VM.set_guest_networks(ref, networks)
 
 
-def test_inspect_top_diagnose(lab: Any, vm: Any, web: str) -> None:
-    out = xsc(lab, "inspect", vm.name, web)
-    assert out.returncode == 0, out.stderr
-    facts = dict(line.split(None, 1) for line in out.stdout.splitlines()[1:]
-                 if len(line.split(None, 1)) == 2)
-    container_id = lab.exec(vm.name, ["docker", "inspect", "-f", "{{.Id}}", web]).stdout.strip()
-    assert facts["Id"].strip() == container_id and facts["Name"].strip() == web
-    out = xsc(lab, "top", vm.name, web)
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines[0].split()[:2] == ["UID", "PID"] and lines[0].split()[-1] == "CMD"
-    assert any("sleep 0.2" in line for line in lines[1:]), lines
-    out = xsc(lab, "diagnose", vm.name)
-    assert out.returncode == 0, out.stderr
-    assert "Result: container management works for this VM." in out.stdout
-
-
 def _completion_script() -> str:
     root = os.environ.get("XSC_LAB_INSTALL_ROOT")
     if root:  # the installed RPM's
@@ -257,11 +247,14 @@ def test_ps_of_named_vms_asks_their_engines(lab: Any, vm: Any, web: str) -> None
     lab.exec(vm.name, ["docker", "rm", "-f", stopped], check=False)
     lab.exec(vm.name, ["docker", "create", "--name", stopped, IMAGE, "true"])
     try:
-        running = xsc_json(lab, "ps", vm.name)
-        everything = xsc_json(lab, "ps", "-a", vm.uuid)
-        table = xsc(lab, "ps", vm.name, "no-such-vm")
+        outs = xsc_many(lab, ["--json", "ps", vm.name], ["--json", "ps", "-a", vm.uuid],
+                        ["ps", vm.name, "no-such-vm"])
     finally:
         lab.exec(vm.name, ["docker", "rm", "-f", stopped], check=False)
+    for out in outs[:2]:
+        assert out.returncode == 0, (out.args, out.stdout, out.stderr)
+    running, everything = (json.loads(out.stdout) for out in outs[:2])
+    table = outs[2]
     (entry,) = running["vms"]
     assert entry["uuid"] == vm.uuid and "published" not in entry
     names = [c["names"] for c in entry["containers"]]
@@ -276,17 +269,19 @@ def test_ps_of_named_vms_asks_their_engines(lab: Any, vm: Any, web: str) -> None
 
 
 def test_logs(lab: Any, vm: Any, web: str) -> None:
-    out = xsc(lab, "logs", "-n", "5", vm.name, web)
+    out, as_json, missing = xsc_many(lab, ["logs", "-n", "5", vm.name, web],
+                                     ["--json", "logs", "--tail", "4", "-t", vm.uuid, web],
+                                     ["logs", vm.name, "no-such-container"])
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 5 and all(line.split()[0] in ("out", "err") for line in lines), lines
-    answer = xsc_json(lab, "logs", "--tail", "4", "-t", vm.uuid, web)
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
     assert answer["container"] == web and len(answer["lines"]) == 4
     assert {line["stream"] for line in answer["lines"]} <= {"stdout", "stderr"}
     assert all(line["timestamp"] and line["text"].split()[0] in ("out", "err")
                for line in answer["lines"])
-    out = xsc(lab, "logs", vm.name, "no-such-container")
-    assert out.returncode == 6, (out.stdout, out.stderr)
+    assert missing.returncode == 6, (missing.stdout, missing.stderr)
 
 
 def test_logs_follow_prints_new_lines_once_and_stops_on_ctrl_c(lab: Any, vm: Any,
@@ -323,11 +318,11 @@ def test_logs_follow_prints_new_lines_once_and_stops_on_ctrl_c(lab: Any, vm: Any
 
 
 def test_stats(lab: Any, vm: Any, web: str) -> None:
-    answer = xsc_json(lab, "stats", vm.name, web)
-    (row,) = answer["containers"]
+    as_json, out = xsc_many(lab, ["--json", "stats", vm.name, web], ["stats", vm.name])
+    assert as_json.returncode == 0, as_json.stderr
+    (row,) = json.loads(as_json.stdout)["containers"]
     assert row["name"].lstrip("/") == web and row["pids"] >= 1
     assert 0 < row["memory_usage"] <= row["memory_limit"]
-    out = xsc(lab, "stats", vm.name)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"]
@@ -335,13 +330,27 @@ def test_stats(lab: Any, vm: Any, web: str) -> None:
     assert line.split()[2].endswith("%") and "/" in line
 
 
-def test_inspect_top_diagnose_as_json(lab: Any, vm: Any, web: str) -> None:
+def test_inspect_top_diagnose_as_text_and_json(lab: Any, vm: Any, web: str) -> None:
     container_id = lab.exec(vm.name, ["docker", "inspect", "-f", "{{.Id}}", web]).stdout.strip()
-    document = xsc_json(lab, "inspect", vm.name, web)
+    outs = xsc_many(lab, ["inspect", vm.name, web], ["top", vm.name, web],
+                    ["diagnose", vm.name], ["--json", "inspect", vm.name, web],
+                    ["--json", "top", vm.name, web], ["--json", "diagnose", vm.name])
+    for out in outs:
+        assert out.returncode == 0, (out.args, out.stdout, out.stderr)
+    inspect, top, diagnose, inspect_json, top_json, diagnose_json = (o.stdout for o in outs)
+    facts = dict(line.split(None, 1) for line in inspect.splitlines()[1:]
+                 if len(line.split(None, 1)) == 2)
+    assert facts["Id"].strip() == container_id and facts["Name"].strip() == web
+    lines = top.splitlines()
+    assert lines[0].split()[:2] == ["UID", "PID"] and lines[0].split()[-1] == "CMD"
+    assert any("sleep 0.2" in line for line in lines[1:]), lines
+    assert "Result: container management works for this VM." in diagnose
+    document = json.loads(inspect_json)
     assert document["Id"] == container_id and document["Name"] == "/" + web
-    top = xsc_json(lab, "top", vm.name, web)
-    assert "PID" in top["titles"] and any("sleep" in p["CMD"] for p in top["processes"])
-    report = xsc_json(lab, "diagnose", vm.name)
+    processes = json.loads(top_json)
+    assert "PID" in processes["titles"]
+    assert any("sleep" in p["CMD"] for p in processes["processes"])
+    report = json.loads(diagnose_json)
     assert report["ok"] is True and all(step["status"] == "ok" for step in report["steps"])
 
 
