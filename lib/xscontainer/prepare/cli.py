@@ -66,6 +66,11 @@ def parser() -> argparse.ArgumentParser:
                    help="ssh: the VM's SSH host key you expect ('ssh-ed25519 AAAA...' or its "
                         "base64 part); the VM must present it (default: the key seen at the "
                         "first login is recorded)")
+    p.add_argument("--docker-socket", metavar="PATH",
+                   help="ssh: the engine's socket in the VM, stored as other-config "
+                        "xscontainer-docker-socket (default: the first usable of "
+                        "/var/run/docker.sock and the user's rootless Podman and Docker "
+                        "sockets, found at each connection)")
     p.add_argument("--generate-certs", action="store_true",
                    help="tls: generate certificates and deploy them with a temporary CD")
     p.add_argument("--client-cert", metavar="FILE", help="tls: your client certificate (PEM)")
@@ -91,8 +96,9 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if args.password_stdin and args.password_secret:
             p.error("give either --password-stdin or --password-secret, not both")
         return
-    if args.password_stdin or args.password_secret or args.ssh_host_key:
-        p.error("--password-stdin, --password-secret and --ssh-host-key are for --mode ssh")
+    if args.password_stdin or args.password_secret or args.ssh_host_key or args.docker_socket:
+        p.error("--password-stdin, --password-secret, --ssh-host-key and --docker-socket are "
+                "for --mode ssh")
     if args.generate_certs and any(files):
         p.error("give either --generate-certs or --client-cert/--client-key/--ca-cert, not both")
     if not args.generate_certs and not all(files):
@@ -117,7 +123,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                 expected = (sshmode.host_key_body(args.ssh_host_key) if args.ssh_host_key
                             else None)
                 sshmode.run(console, xapi, args.vmuuid, args.username, args.password_stdin,
-                            args.password_secret, expected)
+                            args.password_secret, expected, args.docker_socket)
             elif args.generate_certs:
                 from xscontainer.prepare import tlsmode  # noqa: PLC0415
 

@@ -16,8 +16,9 @@ entry points run.
    If the check fails, a key this run added is removed again and nothing is
    written to XAPI.
 4. The host key is pinned, xscontainer-username and xscontainer-mode=ssh are
-   set, TLS secrets the VM no longer needs are released, and the VM is
-   registered for monitoring (a key that already reads True is left alone).
+   set (and xscontainer-docker-socket when a socket was given), TLS secrets
+   the VM no longer needs are released, and the VM is registered for
+   monitoring (a key that already reads True is left alone).
 
 Running it again changes nothing that is already right; it is also how a VM that
 moved to another pool (another pool key) is enabled again. A refused password
@@ -28,7 +29,7 @@ not even a pool key is generated.
 import base64
 import binascii
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
 from xscontainer.diagnose_report import Report
@@ -94,10 +95,12 @@ _EXIT_REASONS = {
 
 def run(console: Console, xapi: Xapi, vm_uuid: str, username: str,
         password_from_stdin: bool, password_secret: Optional[str] = None,
-        expected_key: Optional[str] = None) -> None:
+        expected_key: Optional[str] = None, docker_socket: Optional[str] = None) -> None:
     """The command line's SSH preparation: asks, reads the password, prepares. A
     password secret is destroyed whatever happens."""
     try:
+        if docker_socket:
+            ssh_transport.check_socket_path(docker_socket, "--docker-socket")
         guest = common.running_guest(xapi, vm_uuid)
         guest.addresses()
         console.say("Preparing %s for container management over SSH as user %s." % (
@@ -111,7 +114,7 @@ def run(console: Console, xapi: Xapi, vm_uuid: str, username: str,
         else:
             password = console.password("Password of %s in the VM: " % username,
                                         password_from_stdin)
-        prepare(console, guest, username, password, expected_key)
+        prepare(console, guest, username, password, expected_key, docker_socket)
     finally:
         if password_secret:
             destroy_password_secret(xapi, password_secret)
@@ -161,7 +164,7 @@ def host_key_body(text: str) -> str:
 
 
 def prepare(console: Console, guest: Guest, username: str, password: Optional[str],
-            expected_key: Optional[str]) -> Report:
+            expected_key: Optional[str], docker_socket: Optional[str] = None) -> Report:
     """Prepare a running guest for SSH: the implementation both entry points run.
 
     With a password: one password login installs the pool key (removed again
@@ -169,7 +172,8 @@ def prepare(console: Console, guest: Guest, username: str, password: Optional[st
     must already accept the pool key (a config drive or cloud-init put it
     there). The host key the guest presents must be `expected_key` when given,
     else the key pinned already, if any; it is pinned only once the whole
-    chain works. Nothing is written to XAPI before the check passes.
+    chain works. `docker_socket`, when given, is checked as the VM's socket and
+    stored with the rest. Nothing is written to XAPI before the check passes.
     """
     xapi = guest.xapi
     addresses = guest.addresses()
@@ -203,9 +207,11 @@ def prepare(console: Console, guest: Guest, username: str, password: Optional[st
         if with_password:
             added = _install_key(console, session, poolkey.public_key_line(xapi), username,
                                  address)
-        probe = common.with_settings(common.reload(guest), **{
-            xapi_keys.USERNAME: username, xapi_keys.MODE: "ssh",
-            xapi_keys.SSH_HOST_KEY: server_key})
+        settings = {xapi_keys.USERNAME: username, xapi_keys.MODE: "ssh",
+                    xapi_keys.SSH_HOST_KEY: server_key}
+        if docker_socket:
+            settings[xapi_keys.DOCKER_SOCKET] = docker_socket
+        probe = common.with_settings(common.reload(guest), **settings)
         report = common.verify(console, probe)
     except BaseException as exc:
         if added:
@@ -216,7 +222,7 @@ def prepare(console: Console, guest: Guest, username: str, password: Optional[st
     finally:
         session.close()
 
-    _store(console, guest, username, current_pin, server_key)
+    _store(console, guest, username, current_pin, server_key, docker_socket)
     _release_tls(console, guest)
     common.register(console, guest)
     console.say("Done: the pool manages the containers of %s over SSH." % guest.where)
@@ -236,7 +242,7 @@ def _open_with_pool_key(sock: Any, address: str, username: str, pkey: Any,
 
 
 def _store(console: Console, guest: Guest, username: str, current_pin: Optional[str],
-           server_key: str) -> None:
+           server_key: str, docker_socket: Optional[str] = None) -> None:
     xapi = guest.xapi
     if current_pin is None:
         guest.pin_host_key(server_key)
@@ -245,7 +251,10 @@ def _store(console: Console, guest: Guest, username: str, current_pin: Optional[
         xapi.set_vm_other_config(guest.ref, xapi_keys.SSH_HOST_KEY, server_key)
         console.say("Replaced the recorded SSH host key with the one given (other-config %s)."
                     % xapi_keys.SSH_HOST_KEY)
-    wanted = ((xapi_keys.USERNAME, username), (xapi_keys.MODE, "ssh"))
+    wanted: Tuple[Tuple[str, str], ...] = (
+        (xapi_keys.USERNAME, username), (xapi_keys.MODE, "ssh"))
+    if docker_socket:
+        wanted += ((xapi_keys.DOCKER_SOCKET, docker_socket),)
     changed = [key for key, value in wanted if common.ensure(xapi, guest.ref, key, value)]
     if changed:
         console.say("Stored other-config %s." % ", ".join(
