@@ -575,8 +575,10 @@ class DockerClient:
         if failure_details is not None:
             detail = failure_details()
         return errors.DockerUnreachable(
-            "Cannot reach the Docker engine in %s: %s. Check that Docker is running in the VM "
-            "and that the user may use its socket (e.g. is in the docker group)."
+            "Cannot reach the Docker engine in %s: %s. Check that Docker (or Podman) is running "
+            "in the VM and that the user may use its socket; diagnose (xscontainer diagnose VM, "
+            "or the plugin's diagnose function) says which socket it found, its owner, group "
+            "and mode, and how to fix it."
             % (self.where, detail or _short(exc))
         )
 
