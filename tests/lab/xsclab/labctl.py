@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import XenAPI
 
-from . import labenv, labkeys, procs, rig
+from . import labenv, labkeys, light, procs, rig
 
 LAB_USER = "xscuser"
 ROOT_PASSWORD = "xscontainer-lab"
@@ -494,6 +494,7 @@ def _teardown(guests: List[rig.Guest]) -> None:
             futures = [pool.submit(_stop_xapi)] + [pool.submit(rig.teardown, g) for g in guests]
             for f in futures:
                 f.result()
+        light.teardown()
         rig.delete_network(guests)
     except (rig.RigError, RuntimeError, OSError) as e:
         raise LabError("down failed (run it again; %s):\n%s" % (labenv.lab_dir(), e)) from e
