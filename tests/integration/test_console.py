@@ -12,6 +12,7 @@ import shlex
 import signal
 import subprocess
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List
 
@@ -374,3 +375,46 @@ def test_non_ascii_names_in_a_c_locale(lab: Any, vm: Any, saved_keys: None,
             assert out.returncode == 3 and name + "x" in out.stderr, out.stderr
         finally:
             s.xenapi.VM.set_name_label(ref, vm.name)
+
+
+def _secrets(lab: Any) -> List[str]:
+    with lab.xapi_session() as s:
+        return sorted(s.xenapi.secret.get_uuid(ref) for ref in s.xenapi.secret.get_all())
+
+
+def test_prepare_with_a_password_on_stdin(lab: Any) -> None:
+    """prepare asks the plugin's prepare, the password in a XAPI secret the command
+    makes for the call: afterwards no secret of it is left, and the password was
+    never printed or logged."""
+    vm = lab.vms[1]
+    user = "xsccli" + uuid.uuid4().hex[:6]
+    password = "pw-" + uuid.uuid4().hex
+    saved = other_config(lab, vm)
+    secrets = _secrets(lab)
+    set_key(lab, vm, "xscontainer-sshhostkey", None)
+    lab.exec(vm.name, ["sh", "-c", "useradd -m -s /bin/sh -G docker %s && echo %s:%s | chpasswd"
+                       % (user, user, password)])
+    host = lab.hosts[-1].uuid
+    try:
+        wrong = lab.dom0_run(host, ["xscontainer", "prepare", vm.name, "-u", user,
+                                    "--password-stdin"], input="not-the-password\n")
+        assert wrong.returncode == 7, (wrong.stdout, wrong.stderr)
+        assert _secrets(lab) == secrets
+        done = lab.dom0_run(host, ["xscontainer", "--json", "prepare", vm.name, "-u", user,
+                                   "--password-stdin"], input=password + "\n", timeout=300)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        answer = json.loads(done.stdout)
+        assert answer["vm"]["uuid"] == vm.uuid and user in answer["report"]
+        config = other_config(lab, vm)
+        assert config["xscontainer-username"] == user
+        assert config["xscontainer-monitor"] == "True"
+        assert _secrets(lab) == secrets
+        for text in (wrong.stdout, wrong.stderr, done.stdout, done.stderr,
+                     open(lab.dom0_env(host)["XSCONTAINER_LOG_FILE"]).read()):
+            assert password not in text
+    finally:
+        now = other_config(lab, vm)
+        for key in set(saved) | set(now):
+            if saved.get(key) != now.get(key):
+                set_key(lab, vm, key, saved.get(key))
+        lab.exec(vm.name, ["userdel", "-r", user], check=False)
