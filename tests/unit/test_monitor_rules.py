@@ -67,8 +67,10 @@ def test_connection_settings_pick_the_keys_that_say_how_to_connect():
         "xscontainer-monitor": "True", "xscontainer-username": "core",
         "xscontainer-mode": "ssh", "xscontainer-sshhostkey": "AAAA",
         "xscontainer-tls-ca-cert": "u1", "folder": "/x", "docker_ps": "<docker_ps/>",
+        "xscontainer-docker-socket": "/run/podman/podman.sock",
     })
     assert rules.connection_settings(record) == (
+        ("xscontainer-docker-socket", "/run/podman/podman.sock"),
         ("xscontainer-mode", "ssh"), ("xscontainer-sshhostkey", "AAAA"),
         ("xscontainer-tls-ca-cert", "u1"), ("xscontainer-username", "core"),
     )
