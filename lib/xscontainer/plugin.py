@@ -168,6 +168,12 @@ def _clean(text: str) -> str:
     return xmlenc.strip_illegal(xlog.redact(text))
 
 
+def _xml_text(text: str) -> str:
+    from xscontainer import xmlenc  # noqa: PLC0415
+
+    return xmlenc.strip_illegal(text)
+
+
 def _plugin_failure(description: List[Any]) -> Exception:
     texts = [_clean(str(d)) for d in description]
     return XenAPIPlugin.Failure(texts[0], texts[1:])
@@ -210,7 +216,8 @@ def _wrap(fn: str, required: Tuple[str, ...], handler: Handler) -> Callable[[Any
                     host = owner_host(xapi, args)
                     if host is not None and host != xapi.this_host():
                         return _forward(xapi, host, fn, args)
-                result = "True" + handler(xapi, args)
+                # no character XML forbids in the reply (a parser refuses the whole reply)
+                result = _xml_text("True" + handler(xapi, args))
             log.info("%s succeeded", fn)
             return result
         except XenAPIPlugin.Failure:

@@ -10,10 +10,12 @@ XenAPIPlugin module (or anything else) reads argv or writes a byte:
 
 * `plugin_argv()`: argv re-read from its raw bytes as UTF-8, with the characters
   XML 1.0 forbids removed (xapi never passes them; a parser would refuse them);
+* `utf8_argv()`: the same without the XML rule, for a command's arguments;
 * `utf8_stdio()`: stdout and stderr write UTF-8, never raising on a character;
 * `quiet_warnings()`: library warnings (cryptography's Python 3.6 deprecation
   notice, paramiko's TripleDES one) never reach stderr, which xapi logs;
-* `plugin_entry()`: all three, for a plugin.
+* `plugin_entry()`: what a plugin needs of these; `command_entry()`, what a
+  command (the monitor, prepare-vm) needs.
 
 Importing this module costs next to nothing: it imports only modules Python has
 already loaded at start-up (os, sys, io) and `warnings`.
@@ -56,6 +58,15 @@ def utf8_arg(arg: str) -> str:
     except UnicodeError:  # not from argv (no surrogate escapes to undo)
         raw = arg.encode("utf-8", "surrogatepass")
     return raw.decode("utf-8", "replace")
+
+
+def utf8_argv(argv: Optional[List[str]] = None) -> List[str]:
+    """Rewrites `argv` (sys.argv by default) in place: every argument after the
+    program decoded from its bytes as UTF-8 (a command's VM name, say). Returns it."""
+    if argv is None:
+        argv = sys.argv
+    argv[1:] = [utf8_arg(a) for a in argv[1:]]
+    return argv
 
 
 def plugin_argv(argv: Optional[List[str]] = None) -> List[str]:
@@ -102,6 +113,13 @@ def quiet_warnings() -> None:
     import warnings  # noqa: PLC0415
 
     warnings.simplefilter("ignore")
+
+
+def command_entry() -> None:
+    """What a command's executable runs before importing the package's modules."""
+    quiet_warnings()
+    utf8_stdio()
+    utf8_argv()
 
 
 def plugin_entry() -> None:

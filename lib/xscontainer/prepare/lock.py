@@ -15,16 +15,19 @@ import contextlib
 import errno
 import fcntl
 import os
+import string
 import time
 from typing import Iterator
 
 from xscontainer import errors, paths
 
 POLL = 0.2
+# what of a VM uuid goes into the lock's file name
+_SAFE = frozenset(string.ascii_letters + string.digits + "-")
 
 
 def _path(vm_uuid: str) -> str:
-    safe = "".join(c for c in vm_uuid if c.isalnum() or c == "-")
+    safe = "".join(c for c in vm_uuid if c in _SAFE)  # ASCII: any locale can name it
     return os.path.join(paths.run_dir(), "prepare-%s.lock" % safe)
 
 

@@ -11,6 +11,15 @@ that host's control domain), so both give a process the same world:
 * PYTHONPATH with the project's package and the lab-only XenAPIPlugin stand-in
   (tests/lab/stubs), which a real dom0 gets from xapi-core.
 
+Nothing else: xapi's forkexecd starts a plugin with PATH as its only variable and
+systemd gives the monitor no LANG either, so a dom0 process here gets no locale
+variable, no HOME, none of the test machine's variables. Besides PATH, every
+variable it sees is lab-only: the XSCONTAINER_* paths above, PYTHONPATH,
+XSC_LAB_HOST and XSC_LAB_DIR, plus any XSCONTAINER_* / XSC_LAB_* the caller set
+(a test's switch). Python 3.6 with no locale variable runs with an ASCII locale,
+as on a CentOS 7 based dom0 (which has no C.UTF-8 locale; Python 3.6 predates
+locale coercion), so the Python 3.6 runs are where a locale bug shows.
+
 Switches (environment):
 * XSC_LAB_DIR: the lab's state folder (default: <repo>/.lab)
 * XSC_LAB_PYTHON_BIN: folder holding the python3 that dom0 processes run on
@@ -111,9 +120,25 @@ def host_dir(host_uuid: str) -> str:
     return os.path.join(lab_dir(), "hosts", host_uuid)
 
 
+# forkexecd's PATH for the programs it runs
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
+# the caller's variables a dom0 process inherits: the product's documented
+# overrides and the lab's switches
+_PASSED_PREFIXES = ("XSCONTAINER_", "XSC_LAB_")
+
+
+def bare_env() -> Dict[str, str]:
+    """What a dom0 process starts from: the system PATH and the caller's
+    XSCONTAINER_* / XSC_LAB_* variables, nothing else (no locale, no HOME)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith(_PASSED_PREFIXES)}
+    env["PATH"] = SYSTEM_PATH
+    return env
+
+
 def dom0_env(host_uuid: str, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
-    """The environment of a process running in the dom0 of host `host_uuid`."""
-    env = dict(os.environ if base is None else base)
+    """The environment of a process running in the dom0 of host `host_uuid`:
+    PATH and lab-only variables (see above); `base` replaces that bare start."""
+    env = dict(bare_env() if base is None else base)
     hdir = host_dir(host_uuid)
     t = tree()
     env.update(

@@ -12,6 +12,8 @@
   ["failed to parse plugin output", stdout, error]; anything else gives
   ["unexpected XMLRPC result", stdout].
 
+Whatever a plugin writes on stderr is appended to `<lab>/plugin-stderr.log`.
+
 xapi sets no time limit; the lab kills a plugin after the configured timeout
 (SIGKILL to its process group), which then reads as "signal: SIGKILL".
 """
@@ -87,6 +89,20 @@ def parse_output(out: str) -> str:
     raise _failure("unexpected XMLRPC result", out)
 
 
+def stderr_log() -> str:
+    """Where the lab keeps what plugins wrote on stderr (xapi logs it too): a
+    normal call writes nothing there."""
+    return os.path.join(labenv.lab_dir(), "plugin-stderr.log")
+
+
+def record_stderr(plugin: str, fn: str, returncode: int, err: str) -> None:
+    try:
+        with open(stderr_log(), "a", encoding="utf-8") as f:
+            f.write("== %s %s (exit %s)\n%s\n" % (plugin, fn, returncode, err.rstrip("\n")))
+    except OSError:
+        pass
+
+
 def run(plugins_dir: str, host_uuid: str, session: str, *, plugin: str, fn: str,
         args: dict, timeout: float) -> str:
     try:
@@ -116,6 +132,8 @@ def run(plugins_dir: str, host_uuid: str, session: str, *, plugin: str, fn: str,
         RUNNING.discard(proc)
     out = out_b.decode("utf-8", "replace")
     err = err_b.decode("utf-8", "replace")
+    if err_b:
+        record_stderr(plugin, fn, proc.returncode, err)
     if proc.returncode < 0:
         raise _failure("signal: %s" % signal.Signals(-proc.returncode).name, out, err)
     if proc.returncode > 0:
