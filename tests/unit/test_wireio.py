@@ -94,3 +94,17 @@ def test_xml_illegal_characters_are_dropped() -> None:
     assert wireio.drop_xml_illegal("a\x00b\x01c\x1b[0m\ufffe\ud800é") == "abc[0mé"
     argv = ["prog", "caf\udcc3\udca9\x07"]
     assert wireio.plugin_argv(argv) is argv and argv == ["prog", "café"]
+
+
+@pytest.mark.skipif(not os.path.exists(PYTHON36), reason="no .venv36 here (make deps36)")
+def test_library_warnings_are_silenced_before_the_imports(tmp_path: Any) -> None:
+    """cryptography 40 warns about Python 3.6 on import (through paramiko): xapi
+    would log it from every plugin call. The entry points silence it."""
+    def stderr(code: str) -> bytes:
+        return subprocess.run([PYTHON36, "-c", code], env=bare_env(tmp_path),
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=60).stderr
+
+    assert b"CryptographyDeprecationWarning" in stderr("import paramiko")
+    assert stderr("from xscontainer import wireio\nwireio.plugin_entry()\nimport paramiko") == b""
+    assert stderr("from xscontainer import wireio\nwireio.command_entry()\nimport paramiko") == b""
