@@ -225,18 +225,19 @@ def test_get_stats_of_one_and_of_every_running_container(lab, guest):
                          "block_write", "pids"]
     assert row["name"] == "rd-busy" and row["id"] == docker(
         lab, guest, "inspect", "-f", "{{.Id}}", "rd-busy").strip()
-    assert row["cpu_percent"] > 10  # a shell loop keeps a CPU busy (what the others leave)
+    # a shell loop keeps a CPU busy, as much as the machine's load leaves it
+    assert row["cpu_percent"] > 1
     assert 0 < row["memory_usage"] <= row["memory_limit"] and row["pids"] == 1
     # every running container, in XML, the same keys
     running = set(docker(lab, guest, "ps", "-q", "--no-trunc").split())
     rows = rows_of(all_xml)
     assert {r["id"] for r in rows} == running
     log_row = next(r for r in rows if r["name"] == "rd-log")
-    assert float(log_row["cpu_percent"]) < 20 and int(log_row["pids"]) >= 1
+    assert float(log_row["cpu_percent"]) < 1 and int(log_row["pids"]) >= 1
     # the CLI's numbers for the same container, sampled moments apart
     cli = json.loads(docker(lab, guest, "stats", "--no-stream", "--format", "{{json .}}",
                             "rd-busy"))
-    assert cli["PIDs"] == "1" and float(cli["CPUPerc"].rstrip("%")) > 10
+    assert cli["PIDs"] == "1" and float(cli["CPUPerc"].rstrip("%")) > 1
     # an exited container: zeros, at once
     exited = json.loads(exited_json)
     assert exited["containers"][0]["cpu_percent"] == 0.0
