@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import XenAPI
 
-from . import labenv, labkeys, light, procs, rig
+from . import engines, labenv, labkeys, light, procs, rig
 
 LAB_USER = "xscuser"
 ROOT_PASSWORD = "xscontainer-lab"
@@ -120,6 +120,8 @@ class VM:
     docker_socket: str
     ssh_host_key: str
     tls: Dict[str, str]
+    engine: str = engines.DEFAULT
+    engine_socket: str = "/var/run/docker.sock"
 
 
 # --- the XAPI simulator ------------------------------------------------------------
@@ -305,8 +307,11 @@ def _description(seed: Mapping[str, Any], xapi: procs.Proc) -> Dict[str, Any]:
                     "client_cert": g.tls("client-cert"),
                     "client_key": g.tls("client-key"),
                 },
+                "engine": g.engine.name,
+                "engine_socket": rig.engine_socket(g),
             }
         )
+    used = sorted({vm["engine"] for vm in vms})
     return {
         "lab_dir": labenv.lab_dir(),
         "xapi": {
@@ -327,6 +332,8 @@ def _description(seed: Mapping[str, Any], xapi: procs.Proc) -> Dict[str, Any]:
         ],
         "pool_key": {"private": private, "public": public},
         "vms": vms,
+        "engines": {name: engines.get(name).versions() for name in used},
+        "newest_docker": engines.newest_docker(),
     }
 
 
@@ -370,16 +377,18 @@ def _clean_runtime() -> None:
             os.unlink(_path(name))
 
 
-def _up_guest(g: rig.Guest, user: Any, pool_public: str, tar: "Future[str]") -> None:
+def _up_guest(
+    g: rig.Guest, user: Any, pool_public: str, tar: "Future[str]", engine: str
+) -> None:
     t0 = time.monotonic()
     os.makedirs(g.dir)
     rig.configure_guest_network(g)
-    rig.prepare(g, user, pool_public, _path("keys"))
+    rig.prepare(g, user, pool_public, _path("keys"), engine)
     rig.start_holder(g)
     rig.start_daemon(g, "sshd")
     rig.start_daemon(g, "dockerd", os.environ.get("XSC_LAB_STORAGE_DRIVER") or "overlay2")
     rig.import_image(g, tar.result(), _path("cache", "docker-cli"))
-    log("%s up at %s (%.2f s)" % (g.name, g.ip, time.monotonic() - t0))
+    log("%s up at %s, %s (%.2f s)" % (g.name, g.ip, engine, time.monotonic() - t0))
 
 
 @contextlib.contextmanager
@@ -408,10 +417,36 @@ def _locked(timeout: float = 300) -> Iterator[None]:
         os.close(fd)
 
 
-def up(vms: int = 2, hosts: int = 2, first: int = 1, replace: bool = False) -> "Lab":
-    """Bring a lab up from nothing; on failure take down what was started."""
+def fill_cache(names: Sequence[str] = ()) -> Dict[str, Dict[str, str]]:
+    """Fetch the newest packages of the engines (all by default) into the
+    kept cache; {engine: {package/suite: version}}."""
+    try:
+        return engines.fill([engines.get(n).name for n in names or engines.ENGINES])
+    except engines.EngineError as e:
+        raise LabError(str(e)) from e
+
+
+def up(
+    vms: int = 2,
+    hosts: int = 2,
+    first: int = 1,
+    replace: bool = False,
+    engine_spec: str = "",
+) -> "Lab":
+    """Bring a lab up from nothing; on failure take down what was started.
+    engine_spec: one engine for every guest or one per guest (engines.parse)."""
     if vms < 1 or hosts < 1 or first < 1:
         raise LabError("--vms, --hosts and --first must be at least 1")
+    try:
+        names = engines.parse(engine_spec, vms)
+        for name in sorted(set(names)):
+            t0 = time.monotonic()
+            engines.ensure(engines.get(name))
+            took = time.monotonic() - t0
+            if took > 1:
+                log("engine %s fetched into %s (%.1f s)" % (name, engines.CACHE_DIR, took))
+    except engines.EngineError as e:
+        raise LabError(str(e)) from e
     guests = [rig.Guest(i, labenv.lab_dir()) for i in range(first, first + vms)]
     with _locked():
         if os.path.exists(_plan_path()):
@@ -423,9 +458,11 @@ def up(vms: int = 2, hosts: int = 2, first: int = 1, replace: bool = False) -> "
             _down()
         preflight(guests)
         _clean_runtime()
-        _write_json(_plan_path(), {"first": first, "count": vms, "hosts": hosts})
+        _write_json(
+            _plan_path(), {"first": first, "count": vms, "hosts": hosts, "engines": names}
+        )
         try:
-            _up(guests, hosts)
+            _up(guests, hosts, names)
         except BaseException as e:
             log("up failed: %s; taking down what was started" % e)
             _teardown(guests)
@@ -435,7 +472,7 @@ def up(vms: int = 2, hosts: int = 2, first: int = 1, replace: bool = False) -> "
     return Lab.load()
 
 
-def _up(guests: List[rig.Guest], hosts: int) -> None:
+def _up(guests: List[rig.Guest], hosts: int, names: List[str]) -> None:
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(guests) + 4) as pool:
         key_f = pool.submit(labkeys.pool_key, _path("keys"))
@@ -451,7 +488,9 @@ def _up(guests: List[rig.Guest], hosts: int) -> None:
         for h in seed["hosts"]:
             labenv.ensure_host_dirs(h["uuid"], h["control_domain_uuid"])
         xapi_f = pool.submit(_start_xapi)
-        guest_fs = [pool.submit(_up_guest, g, user, public, tar_f) for g in guests]
+        guest_fs = [
+            pool.submit(_up_guest, g, user, public, tar_f, e) for g, e in zip(guests, names)
+        ]
         for f in guest_fs:
             f.result()
         xapi = xapi_f.result()
@@ -624,8 +663,15 @@ class Lab:
         return cls(data)
 
     @classmethod
-    def up(cls, vms: int = 2, hosts: int = 2, first: int = 1, replace: bool = False) -> "Lab":
-        return up(vms, hosts, first, replace)
+    def up(
+        cls,
+        vms: int = 2,
+        hosts: int = 2,
+        first: int = 1,
+        replace: bool = False,
+        engines: str = "",
+    ) -> "Lab":
+        return up(vms, hosts, first, replace, engines)
 
     @staticmethod
     def down() -> None:

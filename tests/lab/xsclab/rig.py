@@ -12,6 +12,18 @@ they can be stopped and started by PID later. Everything of guest I lives in
   docker-data/ docker.sock            the engine's data root and root-side socket
   ssh/{sshd_config,host_rsa,host_rsa.pub}
   tls/{ca,server-cert,server-key,client-cert,client-key}.pem
+  engine                              the guest's engine (engines.py), e.g. podman5
+  etc-layer/containers/               Podman's configuration, laid over /etc
+  podman-data/                        a rootful Podman's storage
+
+The guest's engine is started as "dockerd" whatever it is (`lab service VM
+dockerd restart` restarts Podman's service too). Docker engines serve as
+before; a rootful Podman serves `podman system service` on
+/run/podman/podman.sock with /var/run/docker.sock linked to it; a rootless
+one runs as the SSH user on /run/user/UID/podman/podman.sock and the guest
+has no /var/run/docker.sock. The root-side docker.sock is then a link into
+the guest's /run (through /proc/HOLDER/root), so it always reaches the
+engine the guest itself sees.
 """
 
 import http.client
@@ -29,7 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from . import labkeys, procs
+from . import engines, labkeys, procs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VM_INIT = os.path.join(HERE, "vm-init")
@@ -104,6 +116,15 @@ class Guest:
     @property
     def docker_socket(self) -> str:
         return self.path("docker.sock")
+
+    @property
+    def engine(self) -> engines.Engine:
+        """The guest's engine (written at `prepare`; docker20 if none)."""
+        try:
+            with open(self.path("engine")) as f:
+                return engines.get(f.read().strip())
+        except FileNotFoundError:
+            return engines.get(engines.DEFAULT)
 
     @property
     def host_key_pub(self) -> str:
@@ -370,10 +391,16 @@ def _copy(src: str, dst: str, mode: int) -> None:
     os.chmod(dst, mode)
 
 
-def prepare(g: Guest, user: pwd.struct_passwd, pool_pub: str, keys_dir: str) -> None:
+def prepare(
+    g: Guest, user: pwd.struct_passwd, pool_pub: str, keys_dir: str, engine: str = engines.DEFAULT
+) -> None:
     """The guest's files: home with the pool key authorised for `user`, sshd
-    config and host key, TLS files, an empty /etc/docker."""
+    config and host key, TLS files, an empty /etc/docker, the engine's name
+    and configuration."""
     os.makedirs(g.path("etc-docker"))
+    with open(g.path("engine"), "w") as f:
+        f.write(engine + "\n")
+    podman_config(g, user)
     os.makedirs(g.path("ssh"))
     os.makedirs(g.path("tls"))
     home = g.path("home", user.pw_name)
@@ -403,6 +430,76 @@ def prepare(g: Guest, user: pwd.struct_passwd, pool_pub: str, keys_dir: str) -> 
         _copy(src, g.tls(name), mode)
 
 
+PODMAN_SOCKET = "/run/podman/podman.sock"
+
+
+def _engine_user(g: Guest) -> pwd.struct_passwd:
+    with open(g.path("engine-user")) as f:
+        return pwd.getpwnam(f.read().strip())
+
+
+def engine_socket(g: Guest) -> str:
+    """The engine's socket as the guest sees it."""
+    e = g.engine
+    if e.kind == "docker":
+        return "/var/run/docker.sock"
+    if e.rootless:
+        return "/run/user/%d/podman/podman.sock" % _engine_user(g).pw_uid
+    return PODMAN_SOCKET
+
+
+def _layer_env(g: Guest) -> Dict[str, str]:
+    """vm-init's overlays for the guest's engine (engines.py)."""
+    env = {"XSC_ENGINE_LAYER": os.path.join(engines.ensure(g.engine), "root")}
+    if os.path.isdir(g.path("etc-layer")):
+        env["XSC_ETC_LAYER"] = g.path("etc-layer")
+    return env
+
+
+def podman_config(g: Guest, user: pwd.struct_passwd) -> None:
+    """/etc/containers for a Podman guest: no journald here (events to a
+    file), container rlimits below the hard limits (root has no
+    CAP_SYS_RESOURCE), cgroupfs, netavark with iptables (no nftables), the
+    machine's runc; a rootful engine keeps its storage in the guest's folder."""
+    with open(g.path("engine-user"), "w") as f:
+        f.write(user.pw_name + "\n")
+    e = g.engine
+    if e.kind != "podman":
+        return
+    conf = g.path("etc-layer", "containers")
+    os.makedirs(conf)
+    network = ['network_backend = "netavark"']
+    if not e.rootless:  # the default, /etc/containers/networks, is read-only here
+        network.append('network_config_dir = "/run/containers/networks"')
+    if e.name.startswith("podman5"):
+        network.append('firewall_driver = "iptables"')
+    with open(os.path.join(conf, "containers.conf"), "w") as f:
+        f.write(
+            "\n".join(
+                [
+                    "[containers]",
+                    'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]',
+                    'log_driver = "k8s-file"',
+                    "[engine]",
+                    'cgroup_manager = "cgroupfs"',
+                    'events_logger = "file"',
+                    'runtime = "runc"',
+                    "[network]",
+                    *network,
+                    "",
+                ]
+            )
+        )
+    if e.rootless:
+        return  # storage in the user's home (~/.local/share/containers)
+    os.makedirs(g.path("podman-data"))
+    with open(os.path.join(conf, "storage.conf"), "w") as f:
+        f.write(
+            '[storage]\ndriver = "overlay"\nrunroot = "/run/containers/storage"\n'
+            'graphroot = "%s"\n' % g.path("podman-data")
+        )
+
+
 def start_holder(g: Guest) -> procs.Proc:
     """Start vm-init in the guest's netns and new mount + UTS namespaces, and
     wait until it has set them up."""
@@ -428,7 +525,7 @@ def start_holder(g: Guest) -> procs.Proc:
             stderr=log,
             start_new_session=True,
             cwd="/",
-            env=dict(os.environ, **{OWNER_VAR: g.lab_dir}),
+            env=dict(os.environ, **{OWNER_VAR: g.lab_dir}, **_layer_env(g)),
         )
     assert child.stdout is not None
     proc = procs.of_pid(child.pid)
@@ -464,6 +561,8 @@ def guest_env(user: pwd.struct_passwd) -> Dict[str, str]:
         "SHELL": user.pw_shell or "/bin/sh",
         "LANG": "C.UTF-8",
     }
+    if user.pw_uid != 0:
+        env["XDG_RUNTIME_DIR"] = "/run/user/%d" % user.pw_uid
     if "TERM" in os.environ:
         env["TERM"] = os.environ["TERM"]
     return env
@@ -563,9 +662,11 @@ def docker_api(g: Guest, method: str, path: str, timeout: float = 5) -> Tuple[in
 
 def _engine_ready(g: Guest) -> bool:
     try:
-        return docker_api(g, "GET", "/_ping", timeout=1) == (200, b"OK") and _connects(g.ip, 2376)
-    except OSError:
+        if docker_api(g, "GET", "/_ping", timeout=1) != (200, b"OK"):
+            return False
+    except (OSError, http.client.HTTPException):
         return False
+    return g.engine.kind != "docker" or _connects(g.ip, 2376)
 
 
 def _sshd_ready(g: Guest) -> bool:
@@ -604,6 +705,8 @@ def start_daemon(g: Guest, daemon: str, storage_driver: str = "overlay2") -> pro
         if not _wait(g, "sshd", proc):
             raise RigError("%s: sshd exited: %s" % (g.name, _tail(g.log("sshd")).strip()))
         return proc
+    if g.engine.kind == "podman":
+        return _start_podman(g)
     try:
         with open(_storage_driver_file(g)) as f:
             drivers = [f.read().strip()]
@@ -624,7 +727,66 @@ def start_daemon(g: Guest, daemon: str, storage_driver: str = "overlay2") -> pro
     raise RigError("%s: dockerd exited: %s" % (g.name, _tail(g.log("dockerd")).strip()))
 
 
+def _start_podman(g: Guest) -> procs.Proc:
+    """`podman system service` in the guest (rootful: root on
+    /run/podman/podman.sock, /var/run/docker.sock linked to it; rootless:
+    the SSH user on its own runtime folder's socket); the root-side
+    docker.sock links into the guest's /run."""
+    h = holder(g)
+    guest_root = "/proc/%d/root" % h.pid
+    sock = engine_socket(g)
+    env = _daemon_env()
+    prefix = enter_argv(h)
+    if g.engine.rootless:
+        user = _engine_user(g)
+        run_dir = guest_root + "/run/user/%d" % user.pw_uid
+        os.makedirs(run_dir, exist_ok=True)
+        os.chown(run_dir, user.pw_uid, user.pw_gid)
+        os.chmod(run_dir, 0o700)
+        os.makedirs(run_dir + "/podman", exist_ok=True)
+        os.chown(run_dir + "/podman", user.pw_uid, user.pw_gid)
+        env = guest_env(user)
+        prefix = [
+            *enter_argv(h, "/"),
+            "setpriv",
+            "--reuid=%d" % user.pw_uid,
+            "--regid=%d" % user.pw_gid,
+            "--init-groups",
+            "--",
+        ]
+    else:
+        os.makedirs(guest_root + "/run/podman", exist_ok=True)
+        link = guest_root + "/run/docker.sock"
+        if not os.path.lexists(link):
+            os.symlink(PODMAN_SOCKET, link)
+    if os.path.lexists(g.docker_socket):
+        os.unlink(g.docker_socket)
+    os.symlink(guest_root + sock, g.docker_socket)
+    proc = procs.spawn(
+        [*prefix, "podman", "system", "service", "--time=0", "unix://" + sock],
+        g.log("dockerd"),
+        g.record("dockerd"),
+        env=env,
+    )
+    if not _wait(g, "dockerd", proc):
+        raise RigError("%s: podman exited: %s" % (g.name, _tail(g.log("dockerd")).strip()))
+    return proc
+
+
 def import_image(g: Guest, tar: str, cli_config: str) -> None:
+    if g.engine.kind == "podman":
+        user = _engine_user(g).pw_name if g.engine.rootless else None
+        argv, env = exec_command(
+            g, ["podman", "import", "--change", 'CMD ["/bin/sh"]', "-", IMAGE], user
+        )
+        with open(tar, "rb") as f:
+            done = subprocess.run(
+                argv, env=env, stdin=f, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60
+            )
+        if done.returncode != 0:
+            err = done.stderr.decode(errors="replace").strip()
+            raise RigError("%s: podman import failed: %s" % (g.name, err))
+        return
     run(
         [
             DOCKER_CLI,
