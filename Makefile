@@ -13,9 +13,11 @@ RUNTIME_DIRS := lib plugins scripts
 # the suites that need neither root nor a lab; those that do (marked `lab`), in one lab session
 QUICK_TESTS := -m "not lab" tests/unit tests/xsclab
 LAB_TESTS := tests/integration tests/xsclab/test_lab.py
+# the engine matrix: one lab with a guest per engine (Docker 26 and 28, Podman 4, 5, 5 rootless)
+ENGINE_TESTS := tests/engines
 
 .PHONY: all deps venv deps36 quick test test-unit lint types py36-syntax check demo lab-up lab-down clean
-.PHONY: test-source rpm iso install-root test-packaging test-installed test-py36
+.PHONY: test-source test-engines rpm iso install-root test-packaging test-installed test-py36
 
 # Packaging (xscontainer.spec, packaging/): version from the package, RPMs and ISO in dist/.
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' lib/xscontainer/__init__.py)
@@ -50,6 +52,8 @@ quick: venv
 test: deps deps36
 	$(call header,"unit + simulator + integration (source tree)")
 	$(MAKE) --no-print-directory test-source
+	$(call header,"engine matrix: the engine-sensitive integration tests on each engine")
+	$(MAKE) --no-print-directory test-engines
 	$(call header,"lint + types + 3.6 syntax")
 	$(MAKE) --no-print-directory check
 	$(call header,"packaging: RPM + update ISO")
@@ -63,6 +67,12 @@ test: deps deps36
 test-source: deps
 	$(PY) -m pytest $(QUICK_TESTS)
 	$(PY) -m pytest $(LAB_TESTS)
+
+## test-engines: prepare, diagnose, every Docker-backed plugin function, a state conflict,
+## health and the monitor's events on each engine (tests/engines; the engines' Debian
+## packages are fetched into /var/cache/xscontainer-lab/engines the first time)
+test-engines: deps
+	$(PY) -m pytest $(ENGINE_TESTS)
 
 test-unit: venv
 	$(PY) -m pytest tests/unit

@@ -629,3 +629,97 @@ def _comm(p: procs.Proc) -> str:
         return Path("/proc/%d/comm" % p.pid).read_text().strip()
     except OSError:
         return "?"
+
+
+# -- engines (xsclab.engines) ------------------------------------------------------------
+
+
+def test_default_guests_run_docker20_and_see_its_own_cli(lab: labctl.Lab) -> None:
+    """The machine's unpackaged /usr/local/bin/docker (another version) never
+    shows in a guest: over SSH, as the product's bridge runs, `docker` is the
+    engine's own 20.10 CLI."""
+    vm = lab.vms[0]
+    assert vm.engine == "docker20" and vm.engine_socket == "/var/run/docker.sock"
+    assert lab.data["engines"] == {"docker20": {}}
+    client = ssh(vm, pkey=pool_key(lab))
+    try:
+        rc, out = ssh_run(
+            client, "command -v docker; docker version --format '{{.Client.Version}}'"
+        )
+    finally:
+        client.close()
+    assert rc == 0, out
+    path, version = out.decode().split()
+    assert path == "/usr/bin/docker"
+    assert version.startswith("20.10.")
+    assert not os.path.exists("/proc/%d/root/usr/local/bin/docker" % _holder_pid(lab, vm))
+
+
+def _holder_pid(lab: labctl.Lab, vm: labctl.VM) -> int:
+    proc = procs.running_from(os.path.join(lab.lab_dir, "vms", vm.name, "holder.pid"))
+    assert proc is not None
+    return proc.pid
+
+
+def test_engine_names_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    env = dict(os.environ, XSC_LAB_DIR=str(tmp_path / "lab"))
+    bad = lab_cmd("up", "--vms", "2", "--engines", "docker28,lxc", env=env)
+    assert bad.returncode != 0
+    assert "unknown engine 'lxc' (one of docker20, docker26, docker28, podman4" in bad.stderr
+    many = lab_cmd("up", "--vms", "1", "--engines", "docker20,docker28", env=env)
+    assert many.returncode != 0 and "2 engines named for 1 guests" in many.stderr
+    assert not (tmp_path / "lab" / "plan.json").exists()
+
+
+def test_a_package_debian_does_not_have_is_named() -> None:
+    from xsclab import engines  # noqa: PLC0415
+
+    engines.ensure_lists()
+    with pytest.raises(engines.EngineError, match=r"xsc-no-such-package \(sid\)"):
+        engines.newest_versions([("sid", "docker.io"), ("sid", "xsc-no-such-package")])
+
+
+def test_up_with_one_engine_per_guest(lab: labctl.Lab) -> None:
+    """A second lab beside the session's, a guest on Docker 28 and one on
+    rootless Podman 5: each serves its own engine where lab.json says, the
+    guest's `docker` is the engine's own CLI or absent, and `down` leaves
+    nothing."""
+    first = labctl.MAX_GUEST - 8  # below the reclaim test's numbers
+    env = dict(os.environ, XSC_LAB_DIR="/tmp/xsc-lab-engines-%d" % os.getpid())
+    try:
+        up = lab_cmd("up", "--vms", "2", "--hosts", "1", "--first", str(first),
+                     "--engines", "docker28,podman5-rootless", env=env)  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        data = json.loads(up.stdout)
+        d28, rootless = data["vms"]
+        assert (d28["engine"], rootless["engine"]) == ("docker28", "podman5-rootless")
+        assert d28["engine_socket"] == "/var/run/docker.sock"
+        assert rootless["engine_socket"].startswith("/run/user/")
+        assert data["engines"]["docker28"]["docker.io/sid"].startswith("28.")
+        assert data["engines"]["podman5-rootless"]["podman/trixie"].startswith("5.")
+        assert data["newest_docker"]["suite"] == "sid"
+        for vm, product in ((d28, "Engine"), (rootless, "Podman Engine")):
+            engine = lab_cmd("exec", "--user", "xscuser", vm["name"], "--", "sh", "-c",
+                             "command -v docker || echo none; ls /var/run/docker.sock || true",
+                             env=env)  # fmt: skip
+            if vm is d28:
+                assert engine.stdout.startswith("/usr/bin/docker\n/var/run/docker.sock")
+            else:
+                assert engine.stdout.startswith("none\n")
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(vm["docker_socket"])
+                s.sendall(b"GET /version HTTP/1.0\r\nHost: docker\r\n\r\n")
+                reply = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    reply += chunk
+            body = json.loads(reply.split(b"\r\n\r\n", 1)[1])
+            assert product in [c["Name"] for c in body["Components"]], body
+    finally:
+        down = lab_cmd("down", env=env)
+        shutil.rmtree(env["XSC_LAB_DIR"], ignore_errors=True)
+    assert down.returncode == 0, down.stderr
+    assert not any(os.path.exists("/run/netns/xsc-vm%d" % i) for i in (first, first + 1))

@@ -19,13 +19,15 @@ they can be stopped and started by PID later. Everything of guest I lives in
 The guest's engine is started as "dockerd" whatever it is (`lab service VM
 dockerd restart` restarts Podman's service too). Docker engines serve as
 before; a rootful Podman serves `podman system service` on
-/run/podman/podman.sock with /var/run/docker.sock linked to it; a rootless
+/run/podman/podman.sock (root:docker 0660, as a socket unit with SocketGroup=docker
+would make it) with /var/run/docker.sock linked to it; a rootless
 one runs as the SSH user on /run/user/UID/podman/podman.sock and the guest
 has no /var/run/docker.sock. The root-side docker.sock is then a link into
 the guest's /run (through /proc/HOLDER/root), so it always reaches the
 engine the guest itself sees.
 """
 
+import grp
 import http.client
 import io
 import json
@@ -770,6 +772,12 @@ def _start_podman(g: Guest) -> procs.Proc:
     )
     if not _wait(g, "dockerd", proc):
         raise RigError("%s: podman exited: %s" % (g.name, _tail(g.log("dockerd")).strip()))
+    if not g.engine.rootless:
+        # as a socket unit with SocketGroup=docker and SocketMode=0660 makes it (the
+        # admin's fix: Podman's own is root:root 0600, for root only)
+        path = guest_root + sock
+        os.chown(path, 0, grp.getgrnam("docker").gr_gid)
+        os.chmod(path, 0o660)
     return proc
 
 
