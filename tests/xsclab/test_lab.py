@@ -127,7 +127,9 @@ def test_lab_json_describes_the_lab(lab: labctl.Lab) -> None:
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data == json.loads(Path(labenv.lab_json()).read_text()) == lab.data
-    assert set(data) == {"lab_dir", "xapi", "pool", "hosts", "srs", "pool_key", "vms"}
+    assert set(data) == {
+        "lab_dir", "xapi", "pool", "hosts", "srs", "pool_key", "vms", "engines", "newest_docker"
+    }
     assert set(data["xapi"]) == {"socket", "url", "pid", "username", "password"}
     assert data["pool"]["master"] == lab.hosts[0].uuid
     assert len(lab.vms) == int(os.environ.get("XSC_TEST_VMS", "3"))

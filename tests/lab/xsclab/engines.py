@@ -8,9 +8,10 @@ unpacked with `dpkg -x` into the kept cache, CACHE_DIR (outside any clone, so
 CI runs and labs on the machine share it):
 
   CACHE_DIR/apt/            sources.list, lists/, cache/ (the private apt)
-  CACHE_DIR/layers/ENGINE/  the engine's files, unpacked: usr/ and etc/ are
-                            laid over the guest's /usr and /etc (read-only
-                            overlays); private/ holds libraries only the
+  CACHE_DIR/layers/ENGINE/  the engine's files, unpacked under root/: root/usr
+                            is laid over the guest's /usr (a read-only overlay),
+                            root/etc/containers copied into a Podman guest's
+                            /etc/containers; private/ holds libraries only the
                             engine's binaries use (patched with patchelf to
                             load them, never the guest's own programs)
   CACHE_DIR/layers/ENGINE/versions.json   the packages and versions used

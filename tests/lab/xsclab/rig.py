@@ -13,7 +13,7 @@ they can be stopped and started by PID later. Everything of guest I lives in
   ssh/{sshd_config,host_rsa,host_rsa.pub}
   tls/{ca,server-cert,server-key,client-cert,client-key}.pem
   engine                              the guest's engine (engines.py), e.g. podman5
-  etc-layer/containers/               Podman's configuration, laid over /etc
+  etc-containers/                     Podman's configuration, bound on /etc/containers
   podman-data/                        a rootful Podman's storage
 
 The guest's engine is started as "dockerd" whatever it is (`lab service VM
@@ -453,8 +453,9 @@ def engine_socket(g: Guest) -> str:
 def _layer_env(g: Guest) -> Dict[str, str]:
     """vm-init's overlays for the guest's engine (engines.py)."""
     env = {"XSC_ENGINE_LAYER": os.path.join(engines.ensure(g.engine), "root")}
-    if os.path.isdir(g.path("etc-layer")):
-        env["XSC_ETC_LAYER"] = g.path("etc-layer")
+    if os.path.isdir(g.path("etc-containers")):
+        os.makedirs("/etc/containers", exist_ok=True)  # the mount point (empty)
+        env["XSC_ETC_CONTAINERS"] = g.path("etc-containers")
     return env
 
 
@@ -468,8 +469,8 @@ def podman_config(g: Guest, user: pwd.struct_passwd) -> None:
     e = g.engine
     if e.kind != "podman":
         return
-    conf = g.path("etc-layer", "containers")
-    os.makedirs(conf)
+    conf = g.path("etc-containers")
+    shutil.copytree(os.path.join(engines.ensure(e), "root", "etc", "containers"), conf)
     network = ['network_backend = "netavark"']
     if not e.rootless:  # the default, /etc/containers/networks, is read-only here
         network.append('network_config_dir = "/run/containers/networks"')
