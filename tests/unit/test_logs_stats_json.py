@@ -312,3 +312,23 @@ def test_the_direct_path_and_the_monitor_answer_the_new_reads_alike(monkeypatch)
         "XSCONTAINER_NO_SUCH_CONTAINER", "XSCONTAINER_INVALID_ARGUMENT",
         "XSCONTAINER_NO_SUCH_CONTAINER", "XSCONTAINER_INVALID_ARGUMENT"]
     assert publisher.waited == []
+
+
+def test_get_stats_of_one_container_names_it_when_the_sample_does_not():
+    """Docker 26 and newer send a one-shot sample without id and name."""
+    docker = FakeDocker(web="running")
+    plain = docker.stats
+
+    def anonymous(ref):
+        sample = dict(plain(ref))
+        del sample["id"], sample["name"]
+        return sample
+
+    docker.stats = anonymous
+    (row,) = json.loads(implementation.get_stats(docker, "web", {"format": "json"}))["containers"]
+    assert row["name"] == "web" and row["id"] == data("docker_inspect.json")["Id"]
+    assert ("inspect", "web") in docker.calls
+    docker.calls.clear()
+    docker.stats = plain  # a sample that names it: no inspect
+    implementation.get_stats(docker, "web", {})
+    assert ("inspect", "web") not in docker.calls

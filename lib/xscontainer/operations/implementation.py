@@ -98,7 +98,20 @@ def get_stats(client: "DockerClient", ref: str, options: Options = {}) -> str:  
                                   name))
         elif target in first:
             rows.append(stats.row(first[target], None, target if not ref else "", name))
+    if ref and rows and not (rows[0]["id"] and rows[0]["name"]):
+        # Docker 26 and newer leave id and name out of a one-shot sample
+        _identify(client, ref, rows[0])
     return jsonenc.stats(rows) if _json(options) else xmlenc.docker_stats(rows)
+
+
+def _identify(client: "DockerClient", ref: str, row: Dict[str, Any]) -> None:
+    """The container's full id and name in `row`, from its inspect document."""
+    inspect = client.inspect(ref)
+    full_id, name = inspect.get("Id"), inspect.get("Name")
+    if not row["id"] and isinstance(full_id, str):
+        row["id"] = full_id
+    if not row["name"] and isinstance(name, str):
+        row["name"] = name[1:] if name.startswith("/") else name
 
 
 def _sample(client: "DockerClient", target: str, named: bool) -> Optional[Mapping[str, Any]]:
