@@ -24,6 +24,7 @@ A guest sees exactly its engine's CLI: the machine's unpackaged
 /usr/bin/docker on a guest whose engine has no `docker` command.
 """
 
+import fcntl
 import json
 import os
 import shutil
@@ -457,11 +458,35 @@ def _whiteouts(engine: Engine, root: str) -> None:
 
 def ensure(engine: Engine, refresh: bool = False) -> str:
     """The engine's layer in the cache, made if missing (or `refresh`): the
-    newest version of each package in its suite, unpacked; its path."""
+    newest version of each package in its suite, unpacked; its path. Labs and
+    CI runs on the machine share the cache: one makes a layer at a time (a
+    lock), and a layer replaced by `refresh` is moved aside, not deleted, so
+    guests running on it keep their files."""
     layer = engine.layer
     if os.path.exists(os.path.join(layer, "versions.json")) and not refresh:
         return layer
     os.makedirs(os.path.dirname(layer), exist_ok=True)
+    fd = os.open(os.path.join(os.path.dirname(layer), ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another lab making a layer: minutes at most
+        if os.path.exists(os.path.join(layer, "versions.json")) and not refresh:
+            return layer
+        _sweep_aside(os.path.dirname(layer))
+        return _make(engine)
+    finally:
+        os.close(fd)
+
+
+def _sweep_aside(layers: str) -> None:
+    """Layers replaced more than a day ago (no lab runs that long)."""
+    for name in os.listdir(layers):
+        path = os.path.join(layers, name)
+        if name.startswith(".old-") and time.time() - os.path.getmtime(path) > 86400:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _make(engine: Engine) -> str:
+    layer = engine.layer
     tmp = tempfile.mkdtemp(prefix=".%s." % engine.name, dir=os.path.dirname(layer))
     os.chmod(tmp, 0o755)  # a rootless engine's user runs its programs
     try:
@@ -492,7 +517,11 @@ def ensure(engine: Engine, refresh: bool = False) -> str:
              "made": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
         )  # fmt: skip
         if os.path.exists(layer):
-            shutil.rmtree(layer)
+            aside = os.path.join(
+                os.path.dirname(layer), ".old-%s-%d" % (engine.name, time.time() * 1000)
+            )
+            os.rename(layer, aside)
+            os.utime(aside)
         os.rename(tmp, layer)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
