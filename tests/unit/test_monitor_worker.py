@@ -12,6 +12,7 @@ from xscontainer import errors
 from xscontainer.docker_api import DockerClient
 from xscontainer.monitor import worker as worker_mod
 from xscontainer.monitor.options import Settings
+from xscontainer.monitor.ticker import Ticker
 from xscontainer.monitor.worker import VMWorker
 
 from .test_hostile_replies import UnixAdapter
@@ -250,14 +251,37 @@ def test_an_unexpected_error_is_logged_and_retried(make, engine, publisher, capl
     wait_for(lambda: w.status()["state"] == "connected")
 
 
-def test_stop_closes_the_connection_and_ends_both_threads(make, engine):
+def test_stop_closes_the_connection_and_ends_its_thread(make, engine):
     w = make()
     wait_for(lambda: w.status()["state"] == "connected")
     before = threading.active_count()
     w.stop()
     assert w.join(2)
     assert engine.clients[-1].closed.is_set()
-    assert threading.active_count() <= before - 2  # worker and reader
+    assert threading.active_count() <= before - 1
+
+
+def test_a_worker_costs_one_thread_however_many_there_are(engine, publisher):
+    ticker = Ticker(pool_threads=2)
+    settings = Settings(resync=60.0, probe=60.0, grace=5.0, quiet=0.05, max_delay=0.2)
+    workers = [VMWorker("OpaqueRef:vm%d" % i, record(), None, publisher,  # type: ignore[arg-type]
+                        settings, connect=engine.connect, ticker=ticker) for i in range(20)]
+    before = threading.active_count()
+    for w in workers:
+        w.start()
+    try:
+        wait_for(lambda: all(w.status()["state"] == "connected" for w in workers))
+        # a thread per worker, the ticker's scheduler and at most its 2 pool threads
+        assert threading.active_count() - before <= 20 + 1 + 2
+        # the catch-up refresh CATCH_UP after connecting: every worker's timer ran,
+        # on the ticker's two pool threads
+        wait_for(lambda: all(w.status()["ps_refreshes"] >= 2 for w in workers),
+                 timeout=worker_mod.CATCH_UP + 5)
+    finally:
+        for w in workers:
+            w.stop()
+        for w in workers:
+            assert w.join(5)
 
 
 def test_probe_checks_a_quiet_connection(make, engine):

@@ -2,11 +2,12 @@
 
 Threads: main (signals, supervision), the pool watcher (XAPI events), the
 publisher (XAPI writes), the control socket's acceptor plus at most 8 request
-threads while requests run, and per monitored VM a worker and an event reader
-(see worker.py) plus paramiko's transport thread.
+threads while requests run, the Ticker's scheduler and at most 16 pool threads
+(every VM's timed refreshes), and per monitored VM its worker, which reads the
+event stream (see worker.py), plus paramiko's transport thread.
 
 SIGTERM / SIGINT: stop serving the control socket, stop following XAPI, close
-every guest connection (which ends each event reader), remove the docker keys
+every guest connection (which ends each worker's event stream), remove the docker keys
 of every monitored VM, log out, all within about 4 seconds (systemd waits
 longer; the goal is 5 seconds).
 """

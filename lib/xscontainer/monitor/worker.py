@@ -1,10 +1,12 @@
 """One monitored VM: a persistent connection to its Docker engine, kept published.
 
-Threads per VM (fixed): the **worker** thread, which connects (Guest.docker()),
-publishes docker_info, docker_version and docker_ps, then refreshes what events
-made stale (coalesced), probes a quiet connection and resyncs periodically; and
-the **reader** thread, which blocks in Docker's /events stream and only notes
-which keys an event made stale. paramiko adds its transport thread per SSH
+One thread per VM: the **worker** thread connects (Guest.docker()), then
+blocks in Docker's /events stream and only notes which keys an event made
+stale. What happens at a time runs as the worker's tick() on the process's
+shared Ticker (ticker.py: one scheduler thread and a small fixed pool):
+publishing docker_info, docker_version and docker_ps after connecting, then
+refreshing what events made stale (coalesced), probing a quiet connection,
+resyncing periodically. paramiko adds its transport thread per SSH
 connection. Nothing grows per event: the coalescers hold at most three keys.
 docker_ps is refreshed `quiet` after a burst of events ends, at the latest
 `max_delay` after its first event, and at most once per `min_interval` (a
@@ -13,8 +15,8 @@ follows); docker_info (counts, engine facts no client shows live) on a slower
 clock (INFO_QUIET / INFO_MAX_DELAY).
 
 A connection ends when the event stream ends or fails, a probe or refresh
-fails, the VM's connection settings change, or monitoring stops; the worker
-then closes the client (which unblocks the reader) and, unless stopping,
+fails, the VM's connection settings change, or monitoring stops: the client
+is closed (which ends the stream's read) and the worker thread, unless stopping,
 reconnects: at once after a settings change, else after a capped exponential
 backoff. The failure episode (episode.py) says when: a failure that lasts
 `grace` seconds posts one XAPI message on the VM (body: the diagnosis) and
@@ -43,6 +45,7 @@ from xscontainer.monitor.coalesce import Backoff, Coalescer
 from xscontainer.monitor.episode import FailureEpisode
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.publisher import Publisher
+from xscontainer.monitor.ticker import Ticker, default_ticker
 from xscontainer.xapi import Xapi
 
 log = logging.getLogger(__name__)
@@ -84,7 +87,8 @@ def info_fingerprint(info: Mapping[str, Any]) -> str:
 class VMWorker:
     def __init__(self, ref: str, record: Mapping[str, Any], xapi: Xapi, publisher: Publisher,
                  settings: Settings, connect: Connect = _default_connect,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 ticker: Optional[Ticker] = None) -> None:
         self.ref = ref
         self.uuid = str(record.get("uuid", ""))
         self.name = str(record.get("name_label", ""))
@@ -100,8 +104,12 @@ class VMWorker:
         self._reconnect = False
         self._client: Optional[DockerClient] = None
         self._healthy = False
-        self._session_no = 0
-        self._reader_done: Optional[Tuple[int, Optional[BaseException]]] = None
+        self._ticker = ticker if ticker is not None else default_ticker()
+        self._publish_deadline: Optional[float] = None
+        self._tick_error: Optional[BaseException] = None
+        self._next_resync = 0.0
+        self._catch_up: Optional[float] = None
+        self._last_traffic = 0.0
         self._coalescer = Coalescer(settings.quiet, settings.max_delay,  # docker_ps
                                     settings.min_interval)
         self._info_coalescer = Coalescer(max(settings.quiet, INFO_QUIET),
@@ -237,9 +245,6 @@ class VMWorker:
         with deadline_at(deadline):
             client = self._connect(guest)
         with self._cond:
-            self._session_no += 1
-            session_no = self._session_no
-            self._reader_done = None
             self._client = client
             self._settings_key = self._effective_settings(settings_key, client)
             latest = rules.connection_settings(self._record)
@@ -249,28 +254,38 @@ class VMWorker:
                 self._reconnect = True
             self.stats["connects"] += 1
             stop = self._stopping or self._reconnect
-        reader = threading.Thread(target=self._read_events, args=(client, session_no),
-                                  name="ev-" + self.uuid[:8], daemon=True)
-        started = False
+            # the first tick publishes all three keys (within the connect deadline);
+            # later ones refresh what events made stale, probe and resync
+            self._publish_deadline = deadline
+            self._tick_error = None
+        error: Optional[BaseException] = None
         try:
             if stop:
                 return
-            reader.start()
-            started = True
-            self._refresh(client, events.ALL, deadline)
-            self._became_healthy()
-            self._follow(client, session_no)
+            self._ticker.add(self)
+            try:
+                error = self._read_events(client)
+            finally:
+                with self._cond:
+                    self._client = None
+                    self._healthy = False
+                    self._episode.disconnected()
+                _close_quietly(client)
+                self._ticker.remove(self, JOIN_TIMEOUT)
         finally:
             with self._cond:
                 self._client = None
                 self._healthy = False
-                self._episode.disconnected()
             _close_quietly(client)
-            if started:
-                reader.join(JOIN_TIMEOUT)
-                if reader.is_alive():
-                    log.warning("closing the connection to %s did not end its event stream; "
-                                "its reader stops at the next event", self.where)
+        with self._cond:
+            if self._stopping or self._reconnect:
+                return
+            error = self._tick_error or error
+        if error is not None:
+            raise error
+        raise errors.DockerUnreachable(
+            "The Docker event stream of %s ended (Docker restarted or the "
+            "connection closed)." % self.where)
 
     def _effective_settings(self, key: Tuple[Tuple[str, str], ...],
                             client: DockerClient) -> Tuple[Tuple[str, str], ...]:
@@ -281,56 +296,78 @@ class VMWorker:
             items[xapi_keys.SSH_HOST_KEY] = server_key
         return tuple(sorted(items.items()))
 
-    def _follow(self, client: DockerClient, session_no: int) -> None:
-        """Refresh what events make stale until the connection ends."""
-        now = self._clock()
-        next_resync = now + self.settings.resync
-        catch_up: Optional[float] = now + CATCH_UP
-        last_traffic = now
-        while True:
-            with self._cond:
-                while True:
-                    if self._stopping or self._reconnect:
-                        return
-                    done = self._reader_done
-                    if done is not None and done[0] == session_no:
-                        if done[1] is not None:
-                            raise done[1]
-                        raise errors.DockerUnreachable(
-                            "The Docker event stream of %s ended (Docker restarted or the "
-                            "connection closed)." % self.where)
-                    now = self._clock()
-                    last_traffic = max(last_traffic, self._last_event_at)
-                    wake = min(next_resync, last_traffic + self.settings.probe)
-                    for timer in (self._coalescer.due_at(), self._info_coalescer.due_at(),
-                                  catch_up, self._episode.stable_at()):
-                        if timer is not None:
-                            wake = min(wake, timer)
-                    if now >= wake:
-                        break
-                    self._cond.wait(wake - now)
-                keys = self._coalescer.take(now) | self._info_coalescer.take(now)
-            self._check_stable(now)
-            if now >= next_resync:
-                keys = events.ALL
-                next_resync = now + self.settings.resync
-            if catch_up is not None and now >= catch_up:
-                keys = keys | frozenset((xapi_keys.DOCKER_PS, xapi_keys.DOCKER_INFO))
-                catch_up = None
-            if not keys and now >= last_traffic + self.settings.probe:
-                keys = frozenset((xapi_keys.DOCKER_VERSION,))
-                self.stats["probes"] += 1
-            with self._cond:  # a resync or catch-up read is a refresh too
-                if xapi_keys.DOCKER_PS in keys:
-                    self._coalescer.take_all(now)
-                if xapi_keys.DOCKER_INFO in keys:
-                    self._info_coalescer.take_all(now)
-            if keys:
-                self._refresh(client, keys)
-            last_traffic = self._clock()
+    # -- timers, run by the shared Ticker ------------------------------------------------
 
-    def _read_events(self, client: DockerClient, session_no: int) -> None:
-        error: Optional[BaseException] = None
+    def next_due(self) -> Optional[float]:
+        """When tick() has something to do (None: nothing while connected like this)."""
+        with self._cond:
+            if self._client is None or self._tick_error is not None or self._stopping:
+                return None
+            if self._publish_deadline is not None:
+                return float("-inf")  # connected, nothing published yet: at once
+            self._last_traffic = max(self._last_traffic, self._last_event_at)
+            wake = min(self._next_resync, self._last_traffic + self.settings.probe)
+            for timer in (self._coalescer.due_at(), self._info_coalescer.due_at(),
+                          self._catch_up, self._episode.stable_at()):
+                if timer is not None:
+                    wake = min(wake, timer)
+            return wake
+
+    def tick(self) -> None:
+        """Publish after connecting; then refresh what events made stale (coalesced),
+        resync, catch up, probe a quiet connection. A failure ends the connection
+        (the event stream closes; the worker thread then handles the failure)."""
+        with self._cond:
+            client = self._client
+            deadline = self._publish_deadline
+        if client is None:
+            return
+        try:
+            if deadline is not None:
+                self._refresh(client, events.ALL, deadline)
+                now = self._clock()
+                with self._cond:
+                    self._publish_deadline = None
+                    self._next_resync = now + self.settings.resync
+                    self._catch_up = now + CATCH_UP
+                    self._last_traffic = now
+                self._became_healthy()
+                return
+            self._follow_step(client)
+        except Exception as exc:  # handed to the worker thread, which logs it
+            with self._cond:
+                if self._client is client and self._tick_error is None:
+                    self._tick_error = exc
+            _close_quietly(client)
+
+    def _follow_step(self, client: DockerClient) -> None:
+        now = self._clock()
+        with self._cond:
+            keys = self._coalescer.take(now) | self._info_coalescer.take(now)
+        self._check_stable(now)
+        if now >= self._next_resync:
+            keys = events.ALL
+            self._next_resync = now + self.settings.resync
+        if self._catch_up is not None and now >= self._catch_up:
+            keys = keys | frozenset((xapi_keys.DOCKER_PS, xapi_keys.DOCKER_INFO))
+            self._catch_up = None
+        if not keys and now >= self._last_traffic + self.settings.probe:
+            keys = frozenset((xapi_keys.DOCKER_VERSION,))
+            self.stats["probes"] += 1
+        with self._cond:  # a resync or catch-up read is a refresh too
+            if xapi_keys.DOCKER_PS in keys:
+                self._coalescer.take_all(now)
+            if xapi_keys.DOCKER_INFO in keys:
+                self._info_coalescer.take_all(now)
+        if keys:
+            self._refresh(client, keys)
+        with self._cond:
+            self._last_traffic = self._clock()
+
+    # -- the event stream, read by the worker thread -----------------------------------------
+
+    def _read_events(self, client: DockerClient) -> Optional[BaseException]:
+        """Note what each event makes stale until the stream ends; its error, if any."""
         try:
             for message in client.events(filters=events.EVENT_FILTERS):
                 event = events.parse(message)
@@ -339,21 +376,20 @@ class VMWorker:
                 now = self._clock()
                 with self._cond:
                     if self._client is not client:
-                        break  # a connection we closed (its transport did not unblock us)
+                        break  # a connection we closed
                     self.stats["events"] += 1
                     self._last_event_at = now
                     if keys:
                         self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now, settle)
                         self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now, settle)
-                        self._cond.notify_all()
-                if keys and log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s: %r -> refresh %s", self.where, event, ", ".join(sorted(keys)))
-        except Exception as exc:  # handed to the worker, which logs it
-            error = exc
-        finally:
-            with self._cond:
-                self._reader_done = (session_no, error)
-                self._cond.notify_all()
+                if keys:
+                    self._ticker.poke()
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("%s: %r -> refresh %s", self.where, event,
+                                  ", ".join(sorted(keys)))
+        except Exception as exc:  # handled by the caller
+            return exc
+        return None
 
     def _refresh(self, client: DockerClient, keys: FrozenSet[str],
                  deadline: Optional[float] = None) -> None:
