@@ -136,6 +136,6 @@ def test_image_without_the_template_file(tmp_path: Path) -> None:
 
 def test_build_image_failure_is_a_config_drive_error(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(iso, "BUILDERS", (("no-such-iso-builder",),))
-    with pytest.raises(errors.ConfigDriveError, match="genisoimage"):
+    monkeypatch.setattr(iso, "MAX_BUILD_BYTES", 10)
+    with pytest.raises(errors.ConfigDriveError, match="Building the config drive image failed"):
         drive_image.build_image(str(tmp_path), USER_DATA, TEMPLATE, None)

@@ -26,8 +26,6 @@ def generated() -> certs.GeneratedSet:
 
 def test_tls_iso_holds_exactly_the_server_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               generated: certs.GeneratedSet) -> None:
-    if iso.builder() is None:
-        pytest.fail("no ISO builder (genisoimage, mkisofs or xorriso): run make deps")
     monkeypatch.setenv("XSCONTAINER_RUN_DIR", str(tmp_path / "run"))
     image = tlsiso.build(generated)
     assert os.listdir(str(tmp_path / "run")) == []  # the work directory is gone

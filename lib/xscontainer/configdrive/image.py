@@ -7,7 +7,7 @@ read-only to the VM, which Flatcar Container Linux reads at every boot.
   agent/                               the Linux guest agent from the host's tools ISO,
                                        when there is one
 
-Built with the host's ISO tool (xscontainer.iso), read back without mounting.
+Built and read back in Python (xscontainer.iso, pycdlib): no ISO tool, no mount.
 """
 
 import logging
