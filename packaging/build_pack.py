@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """Builds the xscontainer supplemental pack: an update ISO that xapi accepts.
 
-    packaging/build_pack.py --out dist/xscontainer-11.0.0.iso [--gpg-key KEYID] RPM...
+    packaging/build_pack.py --out dist/xscontainer-11.0.0.iso [--gpg-key KEYID]
+        [--flavour xs8|xcpng9] RPM...
+
+Flavours (the RPMs given must be built for the same one, packaging/build-rpm):
+xs8 (default) for XCP-ng 8.3 / XenServer 8, xcpng9 for XCP-ng 9 (AlmaLinux 10
+based, Python 3.12, dnf). They differ in the control package's Requires (see
+below) and the description.
 
 The ISO holds what XenServer's `build-update` (DDK) makes and xapi's pool_update
 code reads:
@@ -17,8 +23,10 @@ code reads:
   the RPM starts the monitor, so nothing needs a restart.
 * Packages/: the payload RPMs, update-<label> (packaging/pack/update.spec) and
   control-<label> (packaging/pack/control.spec).
-* repodata/: a yum repository (createrepo_c, gzip metadata as CentOS 7's yum
-  needs) with the comps group "update" (packaging/pack/groups.xml.in).
+* repodata/: a yum repository (createrepo_c, gzip metadata and sha256 checksums:
+  what CentOS 7's yum needs, and what dnf reads too; no zstd, which yum cannot
+  read) with the comps group "update" (packaging/pack/groups.xml.in), which
+  xapi's apply installs on both (`yum/dnf install @update`).
 * with --gpg-key: the RPMs signed (xapi's yum configuration checks them),
   update.xml.asc and repodata/repomd.xml.asc (detached, armored: xapi checks
   both against /opt/xensource/gpg), and the public key next to the ISO as
@@ -43,12 +51,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PACK = os.path.join(HERE, "pack")
 TIMEOUT = 300
 LABEL = "xscontainer"
+# flavour -> (hosts, what the control package requires: see packaging/pack/control.spec)
+FLAVOURS = {
+    "xs8": ("XCP-ng 8.3 and XenServer 8", "platform-version >= 3.4.0, python(abi) = 3.6"),
+    "xcpng9": ("XCP-ng 9", "platform-version >= 3.4.0, python(abi) = 3.12"),
+}
 DESCRIPTION = (
-    "Container management for XCP-ng 8.3 and XenServer 8: see and control the Docker "
+    "Container management for %s: see and control the Docker "
     "containers inside VMs from XenCenter, Xen Orchestra and xe"
 )
-# See packaging/pack/control.spec.
-BASE_REQUIRES = "platform-version >= 3.4.0, python(abi) = 3.6"
+BASE_REQUIRES = FLAVOURS["xs8"][1]
 GUIDANCE = ("restartHVM", "restartPV", "restartHost", "restartXAPI")
 # Fixed namespace of xscontainer's update uuids (uuid5 of "label-version" in it).
 UUID_NAMESPACE = uuid.UUID("5b0bd2b4-7d3c-4c47-9c57-3f6c1f3a0b11")
@@ -139,7 +151,8 @@ def make_iso(root: str, out: str, volume: str) -> None:
 
 
 def build(rpms: List[str], out: str, key: Optional[str], base_requires: str,
-          guidance: str, label: str = LABEL) -> str:
+          guidance: str, label: str = LABEL, flavour: str = "xs8") -> str:
+    description = DESCRIPTION % FLAVOURS[flavour][0]
     if not rpms:
         raise PackError("no payload RPMs given")
     for g in filter(None, guidance.split(",")):
@@ -172,7 +185,7 @@ def build(rpms: List[str], out: str, key: Optional[str], base_requires: str,
 
         groups = os.path.join(work, "groups.xml")
         with open(groups, "w") as f:
-            f.write(fill("groups.xml.in", {"LABEL": label, "DESCRIPTION": xml_text(DESCRIPTION)}))
+            f.write(fill("groups.xml.in", {"LABEL": label, "DESCRIPTION": xml_text(description)}))
         run(["createrepo_c", "--quiet", "--general-compress-type", "gz", "--checksum", "sha256",
              "--groupfile", groups, root])
 
@@ -186,7 +199,7 @@ def build(rpms: List[str], out: str, key: Optional[str], base_requires: str,
                 "AFTER_APPLY_GUIDANCE": xml_attr(guidance),
                 "KEY_ATTRIBUTE": ' key="%s"' % key_name if key else "",
                 "CONTROL": xml_attr("control-%s" % label),
-                "DESCRIPTION": xml_text(DESCRIPTION),
+                "DESCRIPTION": xml_text(description),
             }))
         if key:
             sign_file(key, os.path.join(root, "update.xml"))
@@ -208,13 +221,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--out", required=True, help="the ISO to write")
     parser.add_argument("--gpg-key", default=os.environ.get("GPG_KEY") or None,
                         help="sign with this gpg key (id, fingerprint or user id)")
-    parser.add_argument("--base-requires", default=BASE_REQUIRES,
-                        help="what the control package requires (default: %(default)s)")
+    parser.add_argument("--flavour", choices=sorted(FLAVOURS), default="xs8",
+                        help="the hosts the pack is for (default: %(default)s)")
+    parser.add_argument("--base-requires", default=None,
+                        help="what the control package requires (default: the flavour's, "
+                             + "; ".join("%s: %s" % (k, v[1]) for k, v in sorted(FLAVOURS.items()))
+                             + ")")
     parser.add_argument("--after-apply", default="",
                         help="after-apply guidance, comma-separated (default: none)")
     args = parser.parse_args(argv)
     try:
-        the_uuid = build(args.rpms, args.out, args.gpg_key, args.base_requires, args.after_apply)
+        the_uuid = build(args.rpms, args.out, args.gpg_key,
+                         args.base_requires or FLAVOURS[args.flavour][1], args.after_apply,
+                         flavour=args.flavour)
     except PackError as e:
         print("build_pack: %s" % e, file=sys.stderr)
         return 1
