@@ -16,7 +16,8 @@ code reads:
   after-apply-guidance key control> with a <name-description> (template
   packaging/pack/update.xml.in). uuid is uuid5 of label and version: the same
   version always has the same uuid, so xapi refuses a second, different upload
-  of it (UPDATE_ALREADY_EXISTS) instead of mixing them. name-label starts with
+  of it (UPDATE_ALREADY_EXISTS) instead of mixing them; the XCP-ng 9 flavour's
+  uuid is that of "label-xcpng9-version". name-label starts with
   "xscontainer": XenCenter shows container features for pools with such an
   update. installation-size is the sum of the installed sizes of the packages.
   after-apply-guidance is empty: xapi runs the plugin afresh for every call and
@@ -88,8 +89,12 @@ def rpm_query(path: str, fmt: str) -> str:
     return run(["rpm", "-qp", "--nosignature", "--qf", fmt, path])
 
 
-def update_uuid(label: str, version: str) -> str:
-    return str(uuid.uuid5(UUID_NAMESPACE, "%s-%s" % (label, version)))
+def update_uuid(label: str, version: str, flavour: str = "xs8") -> str:
+    """uuid5 of "label-version" (xs8), "label-flavour-version" (another flavour): the
+    two packs of a version are two updates to xapi, never one uploaded twice."""
+    name = "%s-%s" % (label, version) if flavour == "xs8" else "%s-%s-%s" % (label, flavour,
+                                                                            version)
+    return str(uuid.uuid5(UUID_NAMESPACE, name))
 
 
 def xml_text(value: str) -> str:
@@ -162,7 +167,7 @@ def build(rpms: List[str], out: str, key: Optional[str], base_requires: str,
     if len(main) != 1:
         raise PackError("exactly one %s RPM expected among %s" % (label, rpms))
     version, release = rpm_query(main[0], "%{VERSION} %{RELEASE}").split()
-    the_uuid = update_uuid(label, version)
+    the_uuid = update_uuid(label, version, flavour)
     payload_requires = ", ".join(rpm_query(p, "%{NAME} = %{VERSION}-%{RELEASE}") for p in rpms)
 
     work = tempfile.mkdtemp(prefix="xsc-pack.")

@@ -2,9 +2,11 @@
 `git clone` of the repository's HEAD (committed files only), with the same
 scripts `make rpm` and `make iso` run, into a temporary folder.
 
-Fixtures: `build` (paths of the clone, the RPMs, the unsigned ISO and its
-extracted tree, a signed ISO made with a throw-away GPG key), `installed` (the
-RPMs installed into a scratch root with `rpm --root`).
+Fixtures: `build` (the XCP-ng 8.3 / XenServer 8 flavour: paths of the clone, the
+RPMs, the unsigned ISO and its extracted tree, a signed ISO made with a
+throw-away GPG key), `build9` (the XCP-ng 9 flavour from the same clone: RPMs,
+unsigned ISO and its tree), `installed` / `installed9` (a flavour's RPMs
+installed into a scratch root with `rpm --root`).
 """
 
 import os
@@ -21,7 +23,7 @@ from pkgbuild import REPO, Build, extract_iso, make_gpg_key, run
 @pytest.fixture(scope="session")
 def build() -> Iterator[Build]:
     for tool in ("git", "rpmbuild", "rpm", "rpmlint", "createrepo_c", "xorriso", "gpg",
-                 "rpmsign"):
+                 "rpmsign", "dnf"):
         if not shutil.which(tool):
             pytest.fail("%s is missing: make deps installs it" % tool, pytrace=False)
     python36 = REPO / ".venv36" / "bin" / "python3"
@@ -53,12 +55,48 @@ def build() -> Iterator[Build]:
 
 
 @pytest.fixture(scope="session")
-def installed(build: Build) -> Path:
-    """Both RPMs installed into a scratch root. Scriptlets are not run: they need
-    systemd and a shell inside the root (test_rpm checks their text)."""
-    root = build.top / "root"
+def build9(build: Build) -> Build:
+    """The XCP-ng 9 flavour (FLAVOUR=xcpng9: Python 3.12, the newest libraries),
+    from the same clone, as `make iso-xcpng9` makes it."""
+    python312 = REPO / ".venv312" / "bin" / "python3"
+    if not python312.exists():
+        pytest.fail("no %s: make deps312 makes it" % python312, pytrace=False)
+    b = Build(build.top / "xcpng9", flavour="xcpng9")
+    b.top.mkdir()
+    b.src = build.src
+    env = dict(os.environ, FLAVOUR="xcpng9", DIST=str(b.dist), PYTHON312=str(python312),
+               PIP=str(REPO / ".venv" / "bin" / "pip"), WHEELS=str(REPO / "build" / "wheels"))
+    run([b.src / "packaging" / "build-rpm"], cwd=b.src, env=env)
+    b.version = build.version
+    payload = [b.rpm("xscontainer"), b.rpm("xscontainer-pylibs")]
+    run([sys.executable, b.src / "packaging" / "build_pack.py", "--flavour", "xcpng9",
+         "--out", b.iso, *payload], cwd=b.src)
+    extract_iso(b.iso, b.tree)
+    return b
+
+
+@pytest.fixture(params=("xs8", "xcpng9"))
+def flavoured(request: pytest.FixtureRequest) -> Build:
+    """The build of each flavour in turn (xs8: `build`, xcpng9: `build9`)."""
+    return request.getfixturevalue("build" if request.param == "xs8" else "build9")
+
+
+def install(b: Build) -> Path:
+    """Both RPMs of a flavour installed into a scratch root. Scriptlets are not run:
+    they need systemd and a shell inside the root (test_rpm checks their text)."""
+    root = b.top / "root"
     root.mkdir()
     proc = run(["rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-ivh", "--nodeps",
-                "--noscripts", *build.rpms])
+                "--noscripts", *b.rpms])
     assert "error" not in proc.stderr.lower(), proc.stderr
     return root
+
+
+@pytest.fixture(scope="session")
+def installed(build: Build) -> Path:
+    return install(build)
+
+
+@pytest.fixture(scope="session")
+def installed9(build9: Build) -> Path:
+    return install(build9)

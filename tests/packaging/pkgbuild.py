@@ -32,9 +32,17 @@ def extract_iso(iso: Path, dest: Path) -> Path:
     return dest
 
 
+# flavour -> dom0's Python version (packaging/build-rpm's FLAVOUR)
+PYTHON_VERSION = {"xs8": "3.6", "xcpng9": "3.12"}
+
+
 class Build:
-    def __init__(self, top: Path) -> None:
+    def __init__(self, top: Path, flavour: str = "xs8") -> None:
         self.top = top
+        self.flavour = flavour
+        self.python_version = PYTHON_VERSION[flavour]
+        # the release of its RPMs: 1, or 1.xcpng9 (the flavour's dist tag)
+        self.release = "1" if flavour == "xs8" else "1." + flavour
         self.src = top / "src"
         self.dist = top / "dist"
         self.signed_dist = top / "signed"

@@ -1,7 +1,7 @@
 """The RPMs installed into a scratch root (`rpm --root`), run from there on a
-bare Python 3.6, as dom0 would run them: nothing but the installed files plus
-what the RPM requires from dom0 (xapi-core's XenAPI and XenAPIPlugin: the lab's
-stand-ins; python3-requests: its release from .venv36)."""
+bare Python 3.6 (and the XCP-ng 9 flavour's on a bare Python 3.12), as dom0
+would run them: nothing but the installed files plus what a stock dom0 has
+(xapi-core's XenAPI and XenAPIPlugin: the lab's stand-ins), and no ISO tool."""
 
 import os
 import shutil
@@ -18,13 +18,15 @@ from xsclab import labenv
 from xsclab.simharness import Simulator, cleanup, make_lab_dir
 
 SITELIB = "usr/lib/python3.6/site-packages"
-# what dom0 provides from other packages than ours (xapi-core, python3-requests)
-DOM0_PROVIDED = ("XenAPI", "requests", "urllib3", "idna", "charset_normalizer", "certifi")
+# what a stock dom0 provides from other packages than ours (xapi-core)
+DOM0_PROVIDED = ("XenAPI",)
+# flavour -> the virtualenv whose interpreter and XenAPI stand in for its dom0's
+VENVS = {"xs8": ".venv36", "xcpng9": ".venv312"}
 
 
-def bare_python36() -> Path:
-    """A Python 3.6 with no third-party packages: the one .venv36 was made from."""
-    cfg = (REPO / ".venv36" / "pyvenv.cfg").read_text()
+def bare_python(venv: str) -> Path:
+    """A Python with no third-party packages: the one `venv` was made from."""
+    cfg = (REPO / venv / "pyvenv.cfg").read_text()
     home = next(line.split("=", 1)[1].strip() for line in cfg.splitlines()
                 if line.startswith("home"))
     python = Path(home) / "python3"
@@ -32,23 +34,41 @@ def bare_python36() -> Path:
     return python
 
 
-@pytest.fixture(scope="module")
-def dom0_python(build: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder whose python3 is dom0's interpreter stand-in: the bare 3.6 with
-    only what dom0's other packages provide added to its path."""
-    top = tmp_path_factory.mktemp("dom0py")
+def make_dom0_python(top: Path, flavour: str) -> Path:
+    """A folder whose python3 is dom0's interpreter stand-in: the bare Python of
+    the flavour with only what dom0's other packages provide added to its path."""
+    venv = VENVS[flavour]
     provided = top / "provided"
     provided.mkdir()
-    site = REPO / ".venv36" / "lib" / "python3.6" / "site-packages"
+    (site,) = (REPO / venv / "lib").glob("python3.*/site-packages")
     for name in DOM0_PROVIDED:
         shutil.copytree(str(site / name), str(provided / name))
     bin_dir = top / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / "python3"
     wrapper.write_text('#!/bin/sh\nexport PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}%s"\n'
-                       'exec %s "$@"\n' % (provided, bare_python36()))
+                       'exec %s "$@"\n' % (provided, bare_python(venv)))
     wrapper.chmod(0o755)
     return bin_dir
+
+
+@pytest.fixture(scope="module")
+def dom0_python(build: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dom0_python(tmp_path_factory.mktemp("dom0py"), "xs8")
+
+
+@pytest.fixture(scope="module")
+def dom0_python9(build9: Build, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dom0_python(tmp_path_factory.mktemp("dom0py312"), "xcpng9")
+
+
+def flavour_root(request: pytest.FixtureRequest, flavour: str) -> "tuple[Path, Path, str]":
+    """(installed root, dom0 python folder, Python version) of a flavour."""
+    if flavour == "xs8":
+        return (request.getfixturevalue("installed"), request.getfixturevalue("dom0_python"),
+                "3.6")
+    return (request.getfixturevalue("installed9"), request.getfixturevalue("dom0_python9"),
+            "3.12")
 
 
 def dom0_env(root: Path, python_bin: Path, extra: Dict[str, str]) -> Dict[str, str]:
@@ -76,22 +96,70 @@ def test_rpm_database_of_the_root(installed: Path, build: Build) -> None:
     assert stat.S_IMODE((installed / "etc/xapi.d/plugins/xscontainer").stat().st_mode) == 0o755
 
 
-def test_the_bundled_libraries_load_on_python36(installed: Path, dom0_python: Path,
-                                                tmp_path: Path) -> None:
-    code = ("import sys, xscontainer, paramiko, docker, OpenSSL, cryptography, nacl, bcrypt;"
+BUNDLED_MODULES = ("paramiko", "docker", "OpenSSL", "cryptography", "nacl", "bcrypt",
+                   "pycdlib", "requests", "urllib3", "idna", "certifi")
+
+
+@pytest.mark.parametrize("flavour", ["xs8", "xcpng9"])
+def test_the_bundled_libraries_load_on_dom0s_python(request: pytest.FixtureRequest,
+                                                    flavour: str, tmp_path: Path) -> None:
+    root, python_bin, version = flavour_root(request, flavour)
+    sitelib = root / ("usr/lib/python%s/site-packages" % version)
+    modules = ", ".join(BUNDLED_MODULES)
+    code = ("import sys, xscontainer, %s;"
             "from xscontainer import plugin, containers;"
-            "print(sys.version_info[:2]);"
-            "[print(m.__name__, m.__file__) for m in (xscontainer, paramiko, docker, OpenSSL,"
-            " cryptography, nacl, bcrypt, containers)]")
-    env = dict(os.environ, PYTHONPATH="%s:%s" % (installed / SITELIB, labenv.STUBS_DIR))
-    out = run([dom0_python / "python3", "-s", "-c", code], cwd=tmp_path, env=env,
-              timeout=120).stdout.splitlines()
-    assert out[0] == "(3, 6)"
+            "print('%%d.%%d' %% sys.version_info[:2]);"
+            "[print(m.__name__, m.__file__) for m in (xscontainer, containers, %s)]"
+            % (modules, modules))
+    env = dict(os.environ, PYTHONPATH="%s:%s" % (sitelib, labenv.STUBS_DIR))
+    out = run([python_bin / "python3", "-s", "-W", "error::DeprecationWarning", "-c", code],
+              cwd=tmp_path, env=env, timeout=120).stdout.splitlines()
+    assert out[0] == version
     where = dict(line.split(" ", 1) for line in out[1:])
-    assert where["xscontainer"].startswith(str(installed / SITELIB))
-    assert where["xscontainer.containers"].startswith(str(installed / SITELIB))
-    for lib in ("paramiko", "docker", "OpenSSL", "cryptography", "nacl", "bcrypt"):
-        assert where[lib].startswith(str(installed / "usr/lib64/xscontainer/python3.6")), lib
+    assert where["xscontainer"].startswith(str(sitelib))
+    assert where["xscontainer.containers"].startswith(str(sitelib))
+    for lib in BUNDLED_MODULES:
+        assert where[lib].startswith(str(root / ("usr/lib64/xscontainer/python%s" % version))), \
+            lib
+
+
+ISO_CODE = """
+import io, os, shutil, sys, tempfile
+from xscontainer import certs, iso
+from xscontainer.configdrive import image
+from xscontainer.prepare import tlsiso
+work = tempfile.mkdtemp()
+os.environ["XSCONTAINER_RUN_DIR"] = work
+print([t for t in ("genisoimage", "mkisofs", "xorriso", "isoinfo") if shutil.which(t)])
+print(iso.pycdlib.__file__)
+path = image.build_image(work, "#cloud-config\\nhostname: caf\\u00e9\\n", "tmpl\\n", None)
+with open(path, "rb") as f:
+    data = f.read()
+print(image.read_template_from_image(data + bytes(4096)).strip())
+reader = iso.IsoReader(io.BytesIO(tlsiso.build(certs.generate(["10.0.0.2"], "vm"))))
+print(reader.volume_id, reader.walk())
+shutil.rmtree(work)
+"""
+
+
+@pytest.mark.parametrize("flavour", ["xs8", "xcpng9"])
+def test_iso_images_need_no_tool_outside_the_pack(request: pytest.FixtureRequest,
+                                                  flavour: str, tmp_path: Path) -> None:
+    """The config drive and the TLS CD are built and read with nothing on PATH: no
+    genisoimage, mkisofs, xorriso or isoinfo (a stock XCP-ng 8.3 has none of them)."""
+    root, python_bin, version = flavour_root(request, flavour)
+    sitelib = root / ("usr/lib/python%s/site-packages" % version)
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    env = {"PATH": str(empty), "PYTHONPATH": str(sitelib), "HOME": str(tmp_path)}
+    out = run([python_bin / "python3", "-s", "-c", ISO_CODE], cwd=tmp_path, env=env,
+              timeout=120).stdout.splitlines()
+    assert out[0] == "[]"
+    assert out[1].startswith(str(root / ("usr/lib64/xscontainer/python%s/pycdlib" % version)))
+    assert out[2] == "tmpl"
+    assert out[3] == ("Container TLS ['README.txt', 'configure_tls.cmd', 'daemon.json', "
+                      "'server/', 'server/ca.pem', 'server/server-cert.pem', "
+                      "'server/server-key.pem']")
 
 
 def test_programs_answer_help_from_the_root(installed: Path, dom0_python: Path, build: Build,

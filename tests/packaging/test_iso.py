@@ -1,6 +1,7 @@
-"""The supplemental pack (update ISO): update.xml as xapi's parser reads it
-(ocaml/xapi/xapi_pool_update.ml parse_update_info), the yum repository and comps
-group xapi's apply installs from, the control and meta packages, signatures."""
+"""The supplemental packs (update ISOs) of both flavours: update.xml as xapi's
+parser reads it (ocaml/xapi/xapi_pool_update.ml parse_update_info), the yum
+repository and comps group xapi's apply installs from (read by dnf too), the
+control and meta packages, signatures."""
 
 import gzip
 import hashlib
@@ -59,10 +60,13 @@ def read_metadata(path: Path) -> bytes:
     return gzip.decompress(data) if path.suffix == ".gz" else data
 
 
-def test_update_xml_passes_xapis_checks(build: Build) -> None:
+def test_update_xml_passes_xapis_checks(flavoured: Build) -> None:
+    build = flavoured
     info = parse_update_info(build.tree / "update.xml")
+    name = "xscontainer-%s" % build.version if build.flavour == "xs8" else \
+        "xscontainer-%s-%s" % (build.flavour, build.version)
     assert info["uuid"] == str(uuid.uuid5(uuid.UUID("5b0bd2b4-7d3c-4c47-9c57-3f6c1f3a0b11"),
-                                          "xscontainer-%s" % build.version))
+                                          name))
     # XenCenter shows container features for pools with an update named xscontainer*
     assert str(info["name-label"]).startswith("xscontainer")
     assert info["version"] == build.version
@@ -84,7 +88,8 @@ def test_uuid_is_stable_per_version(build: Build, tmp_path: Path) -> None:
         parse_update_info(build.tree / "update.xml")["uuid"]
 
 
-def test_packages_payload_meta_and_control(build: Build) -> None:
+def test_packages_payload_meta_and_control(flavoured: Build) -> None:
+    build = flavoured
     packages = {rpm_q(p, "%{NAME}"): p for p in (build.tree / "Packages").glob("*.rpm")}
     assert set(packages) == {"xscontainer", "xscontainer-pylibs", "update-xscontainer",
                              "control-xscontainer"}
@@ -92,11 +97,14 @@ def test_packages_payload_meta_and_control(build: Build) -> None:
         assert packages[name].read_bytes() == build.rpm(name).read_bytes()
     meta_requires = run(["rpm", "-qp", "--requires", packages["update-xscontainer"]]).stdout
     for name in ("xscontainer", "xscontainer-pylibs"):
-        assert "%s = %s-1" % (name, build.version) in meta_requires.splitlines()
+        assert "%s = %s-%s" % (name, build.version, build.release) in meta_requires.splitlines()
     control_requires = run(["rpm", "-qp", "--requires", packages["control-xscontainer"]]
                            ).stdout.splitlines()
     assert "platform-version >= 3.4.0" in control_requires
-    assert "python(abi) = 3.6" in control_requires
+    # the pack installs only where its bundled libraries run: 3.6 (8.3), 3.12 (XCP-ng 9)
+    assert "python(abi) = %s" % build.python_version in control_requires
+    assert not [r for r in control_requires if r.startswith("python(abi)")
+                and r != "python(abi) = %s" % build.python_version]
     for name in ("update-xscontainer", "control-xscontainer"):
         assert rpm_q(packages[name], "%{ARCH} %{VERSION}") == "noarch %s" % build.version
         assert run(["rpm", "-qpl", packages[name]]).stdout.strip() == "(contains no files)"
@@ -105,7 +113,8 @@ def test_packages_payload_meta_and_control(build: Build) -> None:
         assert rpm_q(p, "%{PAYLOADCOMPRESSOR}") == "xz", p
 
 
-def test_comps_group_update_requires_the_meta_package(build: Build) -> None:
+def test_comps_group_update_requires_the_meta_package(flavoured: Build) -> None:
+    build = flavoured
     data = repomd(build.tree)
     assert "group" in data, sorted(data)
     comps = ET.fromstring(read_metadata(location(build.tree, data["group"])))
@@ -115,7 +124,8 @@ def test_comps_group_update_requires_the_meta_package(build: Build) -> None:
     assert reqs == [("mandatory", "update-xscontainer")]
 
 
-def test_repodata_lists_every_package_with_its_checksum(build: Build) -> None:
+def test_repodata_lists_every_package_with_its_checksum(flavoured: Build) -> None:
+    build = flavoured
     data = repomd(build.tree)
     for kind, entry in data.items():
         path = location(build.tree, entry)
@@ -190,3 +200,23 @@ def test_iso_layout(build: Build) -> None:
     listing = run(["isoinfo", "-R", "-f", "-i", build.iso]).stdout.split()
     assert "/update.xml" in listing and "/repodata/repomd.xml" in listing
     assert any(p.startswith("/Packages/xscontainer-%s-" % build.version) for p in listing)
+
+
+def test_dnf_reads_the_repository_and_its_update_group(flavoured: Build, tmp_path: Path) -> None:
+    """dnf (XCP-ng 9's package manager; yum's successor) reads the pack's repository:
+    the packages, the comps group "update" that xapi's apply installs, the control
+    package's Requires. Its own configuration only: no system repository, no cache
+    shared with anything."""
+    build = flavoured
+    dnf = ["dnf", "-q", "--installroot", tmp_path / "root", "--setopt=reposdir=/dev/null",
+           "--setopt=cachedir=%s" % (tmp_path / "cache"), "--nogpgcheck",
+           "--repofrompath=pack,file://%s" % build.tree, "--repo=pack",
+           "--releasever=%s" % build.python_version]
+    listed = run([*dnf, "repoquery", "--qf", "%{name}-%{version}-%{release}"]).stdout.split()
+    release = "%s-%s" % (build.version, build.release)
+    assert sorted(listed) == sorted("%s-%s" % (name, release) for name in (
+        "control-xscontainer", "update-xscontainer", "xscontainer", "xscontainer-pylibs"))
+    group = run([*dnf, "group", "info", "update"]).stdout
+    assert "update-xscontainer" in group, group
+    control = run([*dnf, "repoquery", "--requires", "control-xscontainer"]).stdout.split("\n")
+    assert "python(abi) = %s" % build.python_version in control, control

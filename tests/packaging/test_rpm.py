@@ -1,16 +1,18 @@
-"""The xscontainer and xscontainer-pylibs RPMs: files and modes, dependencies,
-scriptlets, the files they install (unit, preset, bugtool, logrotate), rpmlint."""
+"""The xscontainer and xscontainer-pylibs RPMs of both flavours (XCP-ng 8.3 /
+XenServer 8, XCP-ng 9): files and modes, dependencies (every one on the stock-host
+list), scriptlets, the files they install (unit, preset, bugtool, logrotate),
+rpmlint."""
 
 import configparser
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, Set
+from typing import Dict, List, Set
 
 from pkgbuild import REPO, Build, run
 
-SITELIB = "/usr/lib/python3.6/site-packages"
-BUNDLE = "/usr/lib64/xscontainer/python3.6"
+FLAVOURS = ("xs8", "xcpng9")
+STOCK_LINE = re.compile(r"^#\s+((?:xs8|xcpng9)(?: (?:xs8|xcpng9))*) \| (.+?) \| \S.*$")
 UNIT = "/usr/lib/systemd/system/xscontainer-monitor.service"
 PRESET = "/usr/lib/systemd/system-preset/80-xscontainer.preset"
 PLUGIN = "/etc/xapi.d/plugins/xscontainer"
@@ -33,6 +35,45 @@ def tracked(build: Build, under: str) -> Dict[str, str]:
     return {line.split("\t", 1)[1]: line.split()[0] for line in out.splitlines()}
 
 
+def requires(rpm: Path) -> List[str]:
+    return [r for r in run(["rpm", "-qp", "--nosignature", "--requires", rpm]).stdout
+            .split("\n") if r]
+
+
+def stock_host_list(spec: Path) -> Dict[str, List[str]]:
+    """flavour -> what its stock host has, as the spec's comment lists it."""
+    stock: Dict[str, List[str]] = {f: [] for f in FLAVOURS}
+    for line in spec.read_text().splitlines():
+        match = STOCK_LINE.match(line)
+        if match:
+            for flavour in match.group(1).split():
+                stock[flavour].append(match.group(2))
+    return stock
+
+
+def test_every_requires_is_on_the_stock_host_list(build: Build, build9: Build) -> None:
+    """xapi applies an update with only its own repository enabled: whatever an RPM
+    of the pack requires must be on every host already, or come in the pack."""
+    stock = stock_host_list(build.src / "xscontainer.spec")
+    assert {"xapi-core", "python3", "systemd"} <= set(stock["xs8"]) & set(stock["xcpng9"])
+    assert "python(abi) = 3.6" in stock["xs8"] and "python(abi) = 3.12" in stock["xcpng9"]
+    for b in (build, build9):
+        in_pack = {"xscontainer", "xscontainer-pylibs"}
+        unversioned = {s for s in stock[b.flavour] if " " not in s}
+        for rpm in b.rpms:
+            name = run(["rpm", "-qp", "--nosignature", "--qf", "%{NAME}", rpm]).stdout
+            for need in requires(rpm):
+                what = need.split()[0]
+                if what.startswith("rpmlib(") or what == "config(%s)" % name:
+                    continue  # rpm's own features; the package itself
+                if what in in_pack:
+                    assert need == "%s = %s-%s" % (what, b.version, b.release), need
+                    continue
+                assert need in stock[b.flavour] or what in unversioned, (b.flavour, name, need)
+            assert not {"genisoimage", "mkisofs", "xorriso", "python3-requests"} & {
+                n.split()[0] for n in requires(rpm)}, (b.flavour, name)
+
+
 def expected_executables(build: Build) -> Set[str]:
     return {"/usr/bin/" + Path(p).name for p, mode in tracked(build, "scripts").items()
             if mode == "100755"}
@@ -50,7 +91,17 @@ def test_version_is_the_packages(build: Build) -> None:
     assert build.version.split(".")[0] == "11"  # upgrades the Python 2 package 10.0.4
 
 
-def test_every_file_with_its_mode(build: Build) -> None:
+def test_the_xcpng9_flavour_is_named_and_built_for_python312(build9: Build) -> None:
+    for name, arch in (("xscontainer", "noarch"), ("xscontainer-pylibs", "x86_64")):
+        assert build9.rpm(name).name == "%s-%s-1.xcpng9.%s.rpm" % (name, build9.version, arch)
+    assert "python(abi) = 3.12" in requires(build9.rpm("xscontainer"))
+    assert not [p for p in files(build9.rpm("xscontainer")) if "python3.6" in p]
+
+
+def test_every_file_with_its_mode(flavoured: Build) -> None:
+    build = flavoured
+    sitelib = "/usr/lib/python%s/site-packages" % build.python_version
+    pyc_tag = "cpython-%s" % build.python_version.replace(".", "")
     got = files(build.rpm("xscontainer"))
     want = {
         PLUGIN: "-rwxr-xr-x",
@@ -62,20 +113,21 @@ def test_every_file_with_its_mode(build: Build) -> None:
         LOGROTATE: "-rw-r--r--",
         COMPLETION: "-rw-r--r--",
     }
-    # the whole package as git tracks it, data files included, byte-compiled for 3.6
+    # the whole package as git tracks it, data files included, byte-compiled for dom0's
+    # Python (3.6, or 3.12 for XCP-ng 9)
     package = tracked(build, "lib/xscontainer")
     assert "lib/xscontainer/__init__.py" in package
     for path in package:
         rel = path[len("lib/"):]
-        want["%s/%s" % (SITELIB, rel)] = "-rw-r--r--"
+        want["%s/%s" % (sitelib, rel)] = "-rw-r--r--"
         parent = Path(rel).parent
         while str(parent) != ".":
-            want["%s/%s" % (SITELIB, parent)] = "drwxr-xr-x"
+            want["%s/%s" % (sitelib, parent)] = "drwxr-xr-x"
             parent = parent.parent
         if rel.endswith(".py"):
-            pyc = Path(rel).parent / "__pycache__" / (Path(rel).stem + ".cpython-36.pyc")
-            want["%s/%s" % (SITELIB, pyc)] = "-rw-r--r--"
-            want["%s/%s" % (SITELIB, pyc.parent)] = "drwxr-xr-x"
+            pyc = Path(rel).parent / "__pycache__" / ("%s.%s.pyc" % (Path(rel).stem, pyc_tag))
+            want["%s/%s" % (sitelib, pyc)] = "-rw-r--r--"
+            want["%s/%s" % (sitelib, pyc.parent)] = "drwxr-xr-x"
     # every executable of scripts/ (monitor, prepare-vm: whichever exist in the tree)
     for exe in expected_executables(build):
         want[exe] = "-rwxr-xr-x"
@@ -84,26 +136,30 @@ def test_every_file_with_its_mode(build: Build) -> None:
     assert {p: m for p, m in got.items() if p not in docs} == want
 
 
-def test_dependencies(build: Build) -> None:
-    requires = set(run(["rpm", "-qp", "--nosignature", "--requires", build.rpm("xscontainer")])
-                   .stdout.split("\n"))
-    for need in ("xapi-core", "genisoimage", "python3-requests", "logrotate", "python3 >= 3.6",
-                 "python(abi) = 3.6", "xscontainer-pylibs = %s-1" % build.version, "systemd"):
-        assert need in requires, requires
+def test_dependencies(flavoured: Build) -> None:
+    build = flavoured
+    pyver = build.python_version
+    needs = set(requires(build.rpm("xscontainer")))
+    for need in ("xapi-core", "logrotate", "python3 >= %s" % pyver, "python(abi) = %s" % pyver,
+                 "xscontainer-pylibs = %s-%s" % (build.version, build.release), "systemd"):
+        assert need in needs, needs
     provides = run(["rpm", "-qp", "--nosignature", "--provides", build.rpm("xscontainer-pylibs")]
                    ).stdout
-    assert "python(abi) = 3.6" in run(["rpm", "-qp", "--nosignature", "--requires",
-                                       build.rpm("xscontainer-pylibs")]).stdout
-    # the bundled releases are the oldest set we test (.venv36), pinned by hash
-    oldest = dict(line.split("==") for line in (REPO / "requirements/py36-oldest.txt")
-                  .read_text().split("\n") if "==" in line)
-    bundled = dict(re.findall(r"^([A-Za-z][\w.-]*)==(\S+)", (build.src / "packaging"
-                   / "pylibs-requirements.txt").read_text(), re.M))
-    for name in ("paramiko", "docker", "cryptography", "pyOpenSSL"):
-        assert bundled[name] == oldest[name], name
-        assert "bundled(python3-%s) = %s" % (name, bundled[name]) in provides
-    assert (build.src / "packaging/pylibs-requirements.txt").read_text().count("--hash=sha256:") \
-        == len(bundled)
+    assert "python(abi) = %s" % pyver in requires(build.rpm("xscontainer-pylibs"))
+    # the bundled releases are the set we test on that Python, pinned by hash: the
+    # oldest (.venv36) for 8.3, the newest (requirements/dev.txt, .venv312) for XCP-ng 9
+    tested, pins = (("py36-oldest.txt", "pylibs-requirements.txt") if build.flavour == "xs8"
+                    else ("dev.txt", "pylibs-requirements-py312.txt"))
+    venv = dict(line.split("==") for line in (REPO / "requirements" / tested)
+                .read_text().split("\n") if "==" in line)
+    pinned = (build.src / "packaging" / pins).read_text()
+    bundled = dict(re.findall(r"^([A-Za-z][\w.-]*)==(\S+)", pinned, re.M))
+    for name in ("paramiko", "docker", "cryptography", "pyOpenSSL", "pycdlib"):
+        assert bundled[name] == venv[name], name
+    for name, version in bundled.items():
+        assert "bundled(python3-%s) = %s" % (name.lower() if name == "PyNaCl" else name,
+                                             version) in provides, name
+    assert pinned.count("--hash=sha256:") == len(bundled)
 
 
 def test_scriptlets(build: Build) -> None:
@@ -176,20 +232,31 @@ def test_logrotate_entry(installed: Path) -> None:
                              "xscontainer"]).stdout
 
 
-def test_shebangs_are_dom0s_python(installed: Path, build: Build) -> None:
-    for exe in [PLUGIN, *expected_executables(build)]:
-        first = (installed / exe.lstrip("/")).read_text().splitlines()[0]
-        assert first == "#!/usr/bin/python3 -s", (exe, first)
+def test_shebangs_are_dom0s_python(installed: Path, installed9: Path, build: Build) -> None:
+    for root in (installed, installed9):
+        for exe in [PLUGIN, *expected_executables(build)]:
+            first = (root / exe.lstrip("/")).read_text().splitlines()[0]
+            assert first == "#!/usr/bin/python3 -s", (exe, first)
 
 
-def test_bundled_libraries_are_private(build: Build) -> None:
+def test_bundled_libraries_are_private(flavoured: Build) -> None:
+    build = flavoured
+    bundle = "/usr/lib64/xscontainer/python%s" % build.python_version
+    pyc_tag = "cpython-%s" % build.python_version.replace(".", "")
     got = files(build.rpm("xscontainer-pylibs"))
-    assert all(p == "/usr/lib64/xscontainer" or p.startswith(BUNDLE) for p in got), got
-    for module in ("paramiko", "docker", "cryptography", "OpenSSL", "nacl", "bcrypt", "cffi",
-                   "pycparser", "websocket"):
-        assert "%s/%s/__init__.py" % (BUNDLE, module) in got, module
-        assert "%s/%s/__pycache__/__init__.cpython-36.pyc" % (BUNDLE, module) in got, module
+    assert all(p == "/usr/lib64/xscontainer" or p.startswith(bundle) for p in got), got
+    modules = ["paramiko", "docker", "cryptography", "OpenSSL", "nacl", "bcrypt", "cffi",
+               "pycparser", "pycdlib", "requests", "urllib3", "idna", "charset_normalizer",
+               "certifi"]
+    if build.flavour == "xs8":
+        modules.append("websocket")  # a dependency of docker 5 only
+    for module in modules:
+        assert "%s/%s/__init__.py" % (bundle, module) in got, module
+        assert "%s/%s/__pycache__/__init__.%s.pyc" % (bundle, module, pyc_tag) in got, module
+    # no programs: no console scripts, no .data folders of wheels, no shebangs
+    assert not [p for p in got if "/bin/" in p or ".data/" in p], got
     assert not [p for p in got if p.endswith(".so") and got[p] != "-rwxr-xr-x"]
+    assert not [p for p in got if got[p] not in ("-rw-r--r--", "-rwxr-xr-x", "drwxr-xr-x")]
     # nothing in it is offered to other packages
     provides = run(["rpm", "-qp", "--nosignature", "--provides", build.rpm("xscontainer-pylibs")]
                    ).stdout.split("\n")
@@ -198,7 +265,8 @@ def test_bundled_libraries_are_private(build: Build) -> None:
         p.split()[0] for p in provides if p.startswith("bundled(")}
 
 
-def test_rpmlint_is_clean_with_the_committed_config(build: Build) -> None:
+def test_rpmlint_is_clean_with_the_committed_config(flavoured: Build) -> None:
+    build = flavoured
     proc = run(["rpmlint", "-c", build.src / "packaging/rpmlint.toml", *build.rpms,
                 build.src / "xscontainer.spec", build.src / "packaging/xscontainer-pylibs.spec"],
                check=False, timeout=300)
