@@ -61,6 +61,10 @@ def _names(path: str) -> set:
 def test_the_bundled_and_required_libraries_do_not_pull_optional_modules_in():
     bundled = _names("packaging/pylibs-requirements.txt")
     assert {"paramiko", "docker", "cryptography", "pyopenssl"} <= bundled
+    # the XCP-ng 9 flavour's bundle (Python 3.12, the newest releases)
+    bundled312 = _names("packaging/pylibs-requirements-py312.txt")
+    assert {"paramiko", "docker", "cryptography", "pyopenssl"} <= bundled312
+    assert bundled312 & NOT_NEEDED == set()
     runtime = _names("requirements/runtime.txt")
     assert {"paramiko", "docker"} <= runtime
     assert bundled & NOT_NEEDED == set()
