@@ -14,10 +14,21 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 from pkgbuild import REPO, Build, extract_iso, make_gpg_key, run
+
+# The first test to use a build fixture waits for its build (both flavours: about
+# 3 minutes on an idle machine, over 5 on a loaded one): more than the default 300 s.
+BUILD_TIMEOUT = 1200
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.timeout(BUILD_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
