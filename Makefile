@@ -77,7 +77,8 @@ quick: venv
 ##   test-quick      unit + simulator tests on .venv (newest libraries)        ~2 min
 ##   test-engines    the engine matrix (Docker 26/28, Podman 4/5/rootless)     ~8 min
 ##   check           ruff, mypy, vermin                                          ~1 min
-##   test-packaging  both flavours' RPMs and ISOs from a clean clone, checked    ~3 min
+##   test-packaging  both flavours' RPMs and ISOs from a clean clone, checked, and
+##                   the scriptlets under systemd (nspawn)     ~6 min (15 at load 17)
 ##   test-py36       unit tests on .venv36 (Python 3.6, oldest libraries)        ~2 min
 ##   test-installed  (a) the lab tests on the installed XCP-ng 8.3 / XenServer 8 RPM, dom0
 ##                   processes on Python 3.6 with the oldest libraries (the bundled
