@@ -100,13 +100,22 @@ def test_sequential_starts_are_refreshed_at_most_once_per_min_interval():
 
 
 def test_a_settling_event_does_not_start_the_quiet_timer():
-    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0, settle_max=5.0)
     c.note([PS], 0.0, settle=True)  # create
-    assert c.due_at() == pytest.approx(1.0)  # only max_delay bounds it
+    assert c.due_at() == pytest.approx(5.0)  # only settle_max bounds it
     assert c.take(0.5) == frozenset()
     c.note([PS], 0.6)  # start, 0.6 s later (an image that starts slowly)
     assert c.due_at() == pytest.approx(0.75)
     assert c.take(0.75) == frozenset([PS])
+
+
+def test_a_start_seconds_after_its_create_on_a_loaded_guest_is_one_refresh():
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0, settle_max=5.0)
+    c.note([PS], 10.0, settle=True)  # create
+    assert c.take(11.5) == frozenset()  # past max_delay: still waiting for the start
+    c.note([PS], 12.0)  # start, 2 s later
+    assert c.take(12.15) == frozenset([PS])
+    assert not c.pending
 
 
 def test_a_settling_event_suspends_a_running_quiet_timer():
@@ -118,11 +127,19 @@ def test_a_settling_event_suspends_a_running_quiet_timer():
     assert c.due_at() == pytest.approx(0.55)
 
 
-def test_a_settling_event_that_nothing_follows_is_published_after_max_delay():
-    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
+def test_a_settling_event_that_nothing_follows_is_published_after_settle_max():
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0, settle_max=5.0)
     c.note([PS], 3.0, settle=True)  # a `docker create` on its own
-    assert c.take(3.99) == frozenset()
-    assert c.take(4.0) == frozenset([PS])
+    assert c.take(7.99) == frozenset()
+    assert c.take(8.0) == frozenset([PS])
+
+
+def test_max_delay_bounds_the_wait_once_another_event_is_pending():
+    c = Coalescer(quiet=0.15, max_delay=1.0, settle_max=5.0)
+    c.note([PS], 0.0, settle=True)  # create of one container
+    c.note([PS], 0.1)  # die of another
+    c.note([PS], 0.2, settle=True)  # create of a third: the quiet timer waits
+    assert c.due_at() == pytest.approx(1.0)
 
 
 def test_single_run_after_a_recent_refresh_waits_only_for_min_interval():

@@ -13,6 +13,10 @@ DEFAULT_MAX_DELAY = 1.0
 # ... and never sooner than this after the previous refresh: under sustained
 # churn a VM costs at most one refresh (two XAPI writes) per key per second.
 DEFAULT_MIN_INTERVAL = 1.0
+# Events that another normally follows (settle=True) alone are refreshed this
+# long after the first of them: a `docker run` on a busy guest can take
+# seconds between its create and its start.
+DEFAULT_SETTLE_MAX = 5.0
 
 
 class Coalescer:
@@ -29,19 +33,23 @@ class Coalescer:
     `die`): it does not start the quiet timer, and it suspends one already
     running, so the refresh waits for the event that completes the change
     instead of publishing the intermediate state and then, held back by
-    `min_interval`, the final one a second later. Should the follow-up never
-    come, `max_delay` still bounds the wait.
+    `min_interval`, the final one a second later. While only such events are
+    pending, the wait is bounded by `settle_max` (not `max_delay`): a loaded
+    guest may take seconds between a create and its start. Once any other
+    event is pending, `max_delay` bounds it as usual.
     """
 
     def __init__(self, quiet: float = DEFAULT_QUIET, max_delay: float = DEFAULT_MAX_DELAY,
-                 min_interval: float = 0.0) -> None:
+                 min_interval: float = 0.0, settle_max: float = DEFAULT_SETTLE_MAX) -> None:
         if quiet < 0 or max_delay < quiet or min_interval < 0:
             raise ValueError("need 0 <= quiet <= max_delay and 0 <= min_interval")
         self.quiet = quiet
         self.max_delay = max_delay
         self.min_interval = min_interval
+        self.settle_max = max(settle_max, max_delay)
         self._keys: Set[str] = set()
         self._first: Optional[float] = None
+        self._plain = False  # an event that does not settle is pending
         self._last: Optional[float] = None  # None: no quiet timer running
         self._taken: Optional[float] = None  # when the previous refresh was taken
 
@@ -57,12 +65,13 @@ class Coalescer:
             self._first = now
         self._keys |= keys
         self._last = None if settle else now
+        self._plain = self._plain or not settle
 
     def due_at(self) -> Optional[float]:
         """When the pending keys must be refreshed (None: nothing pending)."""
         if not self._keys or self._first is None:
             return None
-        due = self._first + self.max_delay
+        due = self._first + (self.max_delay if self._plain else self.settle_max)
         if self._last is not None:
             due = min(due, self._last + self.quiet)
         if self._taken is not None:
@@ -82,6 +91,7 @@ class Coalescer:
         keys = frozenset(self._keys)
         self._keys.clear()
         self._first = self._last = None
+        self._plain = False
         if now is not None and keys:
             self._taken = now
         return keys
