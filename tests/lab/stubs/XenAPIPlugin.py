@@ -6,6 +6,13 @@ dispatch(fn_table). The one lab difference: the session handed to plugin
 functions talks to the socket named by XSCONTAINER_XAPI_SOCKET (the simulator)
 when that variable is set, instead of the hard-coded /var/lib/xcp/xapi.
 
+Like xapi's module it decodes nothing itself: dispatch hands sys.argv[1], as the
+interpreter decoded it, to xmlrpc.client.loads and prints the reply with print().
+Under Python 3.6 with no locale (how xapi starts a plugin on a CentOS 7 dom0) a
+non-ASCII argument or result then fails here exactly as on a host, unless the
+plugin's entry point fixed argv and stdout first (xscontainer.wireio); the
+unfixed case is tests/unit/test_wireio.py's.
+
 Runs inside plugin processes, which may be Python 3.6. Tests only; never shipped.
 """
 
