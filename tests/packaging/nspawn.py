@@ -11,7 +11,7 @@ never written) and runs commands in it with nsenter. Inside:
   spec) in /xsc/rel2, a dom0 Python stand-in, a stand-in xapi.service;
 * dom0's Python 3.6: the bare interpreter .venv36 was made from (bind-mounted at
   its own path), with what dom0's other packages provide (XenAPI, requests) from
-  .venv36, as /usr/bin/python3;
+  .venv36 and the lab's XenAPIPlugin stand-in, as /usr/bin/python3;
 * xapi.service: a unit that only sleeps (xapi's name, no xapi behind it).
 
 `boot(releases)` gives the booted container (`Machine`: `.sh(cmd)`, unit states);
@@ -147,8 +147,14 @@ class Machine:
         deadline = time.monotonic() + timeout
         while not check():  # type: ignore[operator]
             if time.monotonic() > deadline:
-                pytest.fail("timed out waiting for %s" % what, pytrace=False)
+                pytest.fail("timed out waiting for %s\n%s" % (what, self.diagnostics()),
+                            pytrace=False)
             time.sleep(0.2)
+
+    def diagnostics(self) -> str:
+        return self.sh("systemctl status --no-pager -n 30 xscontainer-monitor.service; "
+                       "journalctl --no-pager -o cat -n 30 -u xscontainer-monitor.service; "
+                       "tail -n 30 /var/log/xscontainer.log", check=False).stdout[-6000:]
 
     def boot_log(self) -> str:
         try:
@@ -178,6 +184,8 @@ def setup_dir(top: Path, releases: Dict[int, Path]) -> Path:
     site = REPO / ".venv36" / "lib" / "python3.6" / "site-packages"
     for name in DOM0_PROVIDED:
         shutil.copytree(str(site / name), str(xsc / "provided" / name))
+    # xapi-core's XenAPIPlugin module: the lab's stand-in
+    shutil.copy(str(REPO / "tests" / "lab" / "stubs" / "XenAPIPlugin.py"), str(xsc / "provided"))
     python = xsc / "python3"
     python.write_text("#!/bin/sh\n"
                       "export PYTHONPATH=/usr/lib/python3.6/site-packages:/xsc/provided\n"
