@@ -92,3 +92,29 @@ def test_a_member_is_never_ticked_twice_at_once_and_remove_waits_for_its_tick():
     count = len(m.ticks)
     time.sleep(0.1)
     assert len(m.ticks) == count  # removed: no more ticks
+
+
+def test_idle_members_are_not_asked_again_at_every_wakeup():
+    class Counting(Member):
+        def __init__(self, due):
+            super().__init__(due)
+            self.asked = 0
+
+        def next_due(self):
+            self.asked += 1
+            return super().next_due()
+
+        def tick(self):
+            super().tick()
+            with self.lock:
+                self.due = time.monotonic() + 0.02  # a busy member: due again soon
+
+    ticker = Ticker(pool_threads=2)
+    idle = [Counting(time.monotonic() + 3600) for _ in range(20)]
+    busy = Counting(float("-inf"))
+    for m in [*idle, busy]:
+        ticker.add(m)
+    wait_for(lambda: len(busy.ticks) >= 10)
+    assert all(m.asked <= 2 for m in idle)  # once when added (twice if added mid-scan)
+    for m in [*idle, busy]:
+        ticker.remove(m, 2.0)

@@ -16,7 +16,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Ticker:
         self._cond = threading.Condition()
         self._members: Set[Member] = set()
         self._busy: Set[Member] = set()
+        self._dirty: Set[Member] = set()  # due time to be asked again
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=pool_threads, thread_name_prefix="tick")
         self._thread: Optional[threading.Thread] = None
@@ -44,6 +45,7 @@ class Ticker:
     def add(self, member: Member) -> None:
         with self._cond:
             self._members.add(member)
+            self._dirty.add(member)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ticker", daemon=True)
                 self._thread.start()
@@ -61,22 +63,34 @@ class Ticker:
                 self._cond.wait(remaining)
             return True
 
-    def poke(self) -> None:
-        """A member's next due time may be sooner now."""
+    def poke(self, member: Optional[Member] = None) -> None:
+        """`member`'s next due time may be sooner now (None: any member's)."""
         with self._cond:
+            if member is None:
+                self._dirty.update(self._members)
+            elif member in self._members:
+                self._dirty.add(member)
             self._cond.notify_all()
 
     def _run(self) -> None:
+        # Each member's due time is asked again only when it may have changed
+        # (poked, added, or its tick ran), not at every wake-up: an idle host
+        # of hundreds of VMs costs a few calls a second, not hundreds.
+        due_at: Dict[Member, Optional[float]] = {}
         while True:
             with self._cond:
+                for member in list(due_at):
+                    if member not in self._members:
+                        del due_at[member]
+                for member in self._dirty:
+                    if member in self._members:
+                        due_at[member] = member.next_due()
+                self._dirty.clear()
                 now = self._clock()
                 wake: Optional[float] = None
                 due = []
-                for member in self._members:
-                    if member in self._busy:
-                        continue
-                    at = member.next_due()
-                    if at is None:
+                for member, at in due_at.items():
+                    if at is None or member in self._busy:
                         continue
                     if at <= now:
                         due.append(member)
@@ -85,6 +99,8 @@ class Ticker:
                 if not due:
                     self._cond.wait(None if wake is None else wake - now)
                     continue
+                for member in due:
+                    due_at[member] = None  # asked again once its tick has run
                 self._busy.update(due)
             for member in due:
                 self._pool.submit(self._tick, member)
@@ -97,6 +113,7 @@ class Ticker:
         finally:
             with self._cond:
                 self._busy.discard(member)
+                self._dirty.add(member)
                 self._cond.notify_all()
 
 

@@ -383,7 +383,7 @@ class VMWorker:
                         self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now, settle)
                         self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now, settle)
                 if keys:
-                    self._ticker.poke()
+                    self._ticker.poke(self)
                     if log.isEnabledFor(logging.DEBUG):
                         log.debug("%s: %r -> refresh %s", self.where, event,
                                   ", ".join(sorted(keys)))
