@@ -181,9 +181,8 @@ def test_already_paused_reads_the_same_on_docker_and_podman(engine_lab, usable_p
 def test_the_api_version_is_negotiated_once_per_engine(engine_lab, usable_podman):
     vm = usable_podman
     run(engine_lab, vm, "pd-v")
+    engine_lab.forget_api_versions(vm.name)
     folder = os.path.join(host_env(engine_lab, vm)["XSCONTAINER_RUN_DIR"], "api-versions")
-    for name in os.listdir(folder) if os.path.isdir(folder) else []:
-        os.unlink(os.path.join(folder, name))
     offset = log_size(engine_lab, vm)
     for _ in range(3):
         call(engine_lab, vm, "get_inspect", object="pd-v")

@@ -857,7 +857,10 @@ class Lab:
                        interval: float = 10.0) -> Iterator["subprocess.Popen[bytes]"]:
         """For the block, guest `vm`'s dockerd is replaced by xsclab.hostile_engine in
         `mode` on the guest's /var/run/docker.sock (what the SSH bridge reaches);
-        dockerd is started again afterwards."""
+        dockerd is started again afterwards. The API version the plugins of the
+        lab remember for the guest is forgotten before and after: the engine met
+        is a new one (it may claim the replaced dockerd's identity)."""
+        self.forget_api_versions(vm)
         self.service(vm, "dockerd", "stop")
         argv = [sys.executable, "-m", "xsclab.hostile_engine", "--socket", "/var/run/docker.sock",
                 "--mode", mode, "--size", str(size), "--interval", str(interval)]
@@ -882,3 +885,14 @@ class Lab:
                     proc.kill()
                     proc.wait(5)
             self.service(vm, "dockerd", "start")
+            self.forget_api_versions(vm)
+
+    def forget_api_versions(self, vm: str) -> None:
+        """Remove what every host's plugin remembers of guest `vm`'s engine (its
+        negotiated API version), so that the next call negotiates again."""
+        uuid = self.vm(vm).uuid
+        for host in self.hosts:
+            folder = os.path.join(self.dom0_env(host.uuid)["XSCONTAINER_RUN_DIR"], "api-versions")
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                if name.startswith(uuid):
+                    os.unlink(os.path.join(folder, name))
