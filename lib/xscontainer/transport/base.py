@@ -223,29 +223,9 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         request.headers["Accept-Encoding"] = "identity"
         if stream:
             return requests.adapters.HTTPAdapter.send(self, request, stream=True, **kwargs)
-        seconds = self._seconds_left(what)
-        current = _Watch()
-        timer = threading.Timer(seconds, current.fire)
-        timer.daemon = True
-        _current.watch = current
-        timer.start()
-        try:
-            try:
-                response = requests.adapters.HTTPAdapter.send(self, request, stream=True,
-                                                              **kwargs)
-                data = self._read_body(response, what)
-            finally:
-                timer.cancel()
-                _current.watch = None
-        except Exception as exc:
-            if current.fired:
-                raise errors.Timeout(
-                    "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds)
-                ) from exc
-            raise
-        if current.fired:  # read whole in the very last moment: the connection is closed
-            raise errors.Timeout(
-                "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds))
+        with self.streaming(what):
+            response = requests.adapters.HTTPAdapter.send(self, request, stream=True, **kwargs)
+            data = self._read_body(response, what)
         values = data.count(b",") + data.count(b"{") + data.count(b"[")
         if values > self.max_json_values:
             raise errors.ResponseTooLarge(
