@@ -96,9 +96,9 @@ test: deps deps36 deps312
 	$(MAKE) --no-print-directory test-packaging
 	$(call header,"unit tests on Python 3.6 with the oldest libraries")
 	$(MAKE) --no-print-directory test-py36
-	$(call header,"integration on the installed 8.3 pack: Python 3.6, oldest libraries")
+	$(call header,"integration on the installed 8.3 pack: Python 3.6 with the oldest libraries")
 	$(MAKE) --no-print-directory test-installed
-	$(call header,"integration on the installed XCP-ng 9 pack: Python 3.12, newest libraries")
+	$(call header,"integration on the installed XCP-ng 9 pack: Python 3.12 with the newest libraries")
 	$(MAKE) --no-print-directory test-xcpng9
 
 # the tests that need no lab (make quick's tests)
