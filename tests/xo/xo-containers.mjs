@@ -188,7 +188,11 @@ async function main() {
       throw new Error(`XO offers no ${action} button for ${target.name} (status ${JSON.stringify(row.status)})`)
     }
     await pluginCall(target.vm, action, row.container)
+    // the view once the cache holds all three keys again: the monitor rewrites a key as a
+    // remove then an add, and the cache shows each step (docker_info refreshed a little
+    // after docker_ps can be caught between the two)
     await waitFor(target.vm, `${target.name} to show ${AFTER[action]} after ${action}`, vm =>
+      hasData(vm) &&
       tableOf(dockerOf(vm)).some(r => r.name === target.name && r.status === AFTER[action]))
     await show('after ' + action, target.vm)
   }
