@@ -13,6 +13,7 @@ from typing import Iterator, List
 
 import pytest
 
+from tests.conftest import session_lab
 from xsclab import labctl
 
 HERE = Path(__file__).parent
@@ -35,17 +36,4 @@ def engine_lab() -> Iterator[labctl.Lab]:
     """A lab with a guest per engine on two hosts (XSC_LAB_DIR, from guest
     XSC_TEST_FIRST), taken down at the end unless XSC_LAB_KEEP=1."""
     names = engines()
-    first = int(os.environ.get("XSC_TEST_FIRST", "1"))
-    try:
-        labctl.down()
-        the_lab = labctl.up(len(names), 2, first, engine_spec=",".join(names))
-    except Exception as e:
-        pytest.fail("the engine lab could not start: %s" % e, pytrace=False)
-    yield the_lab
-    if os.environ.get("XSC_LAB_KEEP") == "1":
-        return
-    before = labctl.footprint()
-    labctl.down()
-    left = before.left()
-    if left:
-        pytest.fail("`lab down` left: %s" % "; ".join(left), pytrace=False)
+    yield from session_lab("the engine lab", len(names), 2, engine_spec=",".join(names))
