@@ -13,8 +13,10 @@ XSCONTAINER_TIMEOUT.
 
 import contextlib
 import errno
+import heapq
 import http.client
 import ipaddress
+import itertools
 import os
 import selectors
 import socket
@@ -59,6 +61,7 @@ class _Watch:
         self.lock = threading.Lock()
         self.aborts: List[Callable[[], None]] = []
         self.fired = False
+        self.done = False  # the request ended: firing now would abort nothing of it
 
     def attach(self, abort: Callable[[], None]) -> None:
         with self.lock:
@@ -70,10 +73,70 @@ class _Watch:
 
     def fire(self) -> None:
         with self.lock:
+            if self.done:
+                return
             self.fired = True
             aborts, self.aborts = self.aborts, []
         for abort in aborts:
             _quietly(abort)
+
+    def finish(self) -> None:
+        with self.lock:
+            self.done = True
+            self.aborts = []
+
+
+class _Deadlines:
+    """One thread watches the deadline of every request of the process.
+
+    A timer thread per request (threading.Timer) cost more than a small request
+    itself: an idle monitor of hundreds of VMs probes several of them a second.
+    Here a request costs a heap entry; the thread sleeps until the earliest
+    deadline and is woken only for a deadline earlier than that. A request
+    that ended leaves its entry, dropped when its time comes.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._heap: List[Tuple[float, int, _Watch]] = []
+        self._seq = itertools.count()
+        self._thread: Optional[threading.Thread] = None
+        self._sleeping_until: Optional[float] = None  # None: not sleeping on a deadline
+
+    def add(self, at: float, watch: _Watch) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (at, next(self._seq), watch))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            elif self._sleeping_until is None or at < self._sleeping_until:
+                self._cond.notify()
+
+    def pending(self) -> int:
+        """Entries not yet dropped (for tests)."""
+        with self._cond:
+            return len(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            due: List[_Watch] = []
+            with self._cond:
+                now = self._clock()
+                while self._heap and (self._heap[0][0] <= now or self._heap[0][2].done):
+                    watch = heapq.heappop(self._heap)[2]
+                    if not watch.done:
+                        due.append(watch)
+                if not due:
+                    self._sleeping_until = self._heap[0][0] if self._heap else None
+                    self._cond.wait(None if self._sleeping_until is None
+                                    else self._sleeping_until - now)
+                    self._sleeping_until = None
+            for watch in due:
+                watch.fire()
+
+
+_DEADLINES = _Deadlines()
 
 
 _current = threading.local()
@@ -199,10 +262,8 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         closed and the block raises Timeout. The reader bounds the size itself."""
         seconds = self._seconds_left(what, seconds)
         current = _Watch()
-        timer = threading.Timer(seconds, current.fire)
-        timer.daemon = True
         _current.watch = current
-        timer.start()
+        _DEADLINES.add(time.monotonic() + seconds, current)
         try:
             yield
         except Exception as exc:
@@ -212,7 +273,7 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
                 ) from exc
             raise
         finally:
-            timer.cancel()
+            current.finish()
             _current.watch = None
         if current.fired:
             raise errors.Timeout(
