@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import docker
 import docker.errors
+import docker.utils
 import requests.exceptions
 import urllib3.exceptions
 
@@ -45,6 +46,7 @@ from xscontainer.operations import table
 from xscontainer.operations.table import check_container_ref
 from xscontainer.transport import BoundedAdapter
 from xscontainer.transport.base import deadline_at
+from xscontainer.transport.stream import LineSplitter
 
 __all__ = ["MAX_API", "MIN_API", "DockerClient", "FileVersionCache", "MemoryVersionCache",
            "VersionCache", "deadline_at", "engine_name", "negotiate"]
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 MIN_API = "1.24"
 MAX_API = "1.53"
 MAX_EVENT_BYTES = 1 << 20
+# Bytes of an error reply's body read for its message.
+MAX_ERROR_BODY = 64 * 1024
 STOP_TIMEOUT = 10  # seconds Docker waits before killing on stop/restart
 # Seconds a logs request may take, first byte sent to last byte read (the
 # call's own deadline still ends it earlier): Docker itself takes about 5 s to
@@ -244,6 +248,10 @@ class DockerClient:
         self._api = docker.APIClient(base_url="unix:///var/run/docker.sock",
                                      version=MIN_API, timeout=timeout)
         self._api.mount("http+docker://", adapter)
+        # requests would otherwise read the environment's proxy settings and
+        # ~/.netrc on every request (a third of an idle monitor's work); they
+        # never apply to a guest's Docker socket
+        self._api.trust_env = False
         self.version_info: Dict[str, Any] = {}
         self.api_version = MIN_API
         self.engine = "Docker"
@@ -436,6 +444,23 @@ class DockerClient:
     def version(self) -> Dict[str, Any]:
         return self._object("report its version", self._api.version)
 
+    def probe_transport(self) -> None:
+        """Check that the guest still answers, as cheaply as the transport can
+        (SSH: a round trip its sshd answers, no Docker request); a transport
+        without such a check pings Docker."""
+        probe = getattr(self.adapter, "probe", None)
+        if probe is None:
+            self.ping()
+        else:
+            probe()
+
+    def ping(self) -> None:
+        """Check that the engine answers (GET /_ping, whose body is "OK"): the
+        cheapest request there is, for probing a quiet connection."""
+        action = "answer a ping"
+        if self._call(action, self._api.ping) is not True:
+            raise self._malformed(action, "not OK")
+
     # -- lifecycle ------------------------------------------------------------------
 
     def lifecycle(self, operation: str, ref: str) -> None:
@@ -504,6 +529,33 @@ class DockerClient:
             raise self._unreachable(exc) from exc
         finally:
             stream.close()
+
+    def event_stream(self, filters: Optional[Dict[str, Any]] = None,
+                     max_event_bytes: int = MAX_EVENT_BYTES) -> Optional["EventStream"]:
+        """Docker's /events as an EventStream, read without blocking, when the
+        transport can give its body so (SSH); else None: read events()."""
+        selectable = getattr(self.adapter, "selectable_body", None)
+        if selectable is None:
+            return None
+        action = "stream its events"
+
+        def open_stream() -> Any:
+            params = {"filters": docker.utils.convert_filters(filters)} if filters else {}
+            response = self._api._get(self._api._url("/events"), params=params, stream=True,
+                                      timeout=None)
+            if response.status_code >= 400:  # its message, read within a bound
+                response._content = response.raw.read(MAX_ERROR_BODY)
+                response._content_consumed = True
+                response.close()
+                self._api._raise_for_status(response)
+            return response
+
+        response = self._call(action, open_stream)
+        body = selectable(response)
+        if body is None:
+            response.close()
+            return None
+        return EventStream(body, response, self.where, max_event_bytes)
 
     # -- error translation ----------------------------------------------------------
 
@@ -581,6 +633,50 @@ class DockerClient:
             "and mode, and how to fix it."
             % (self.where, detail or _short(exc))
         )
+
+
+class EventStream:
+    """Docker's /events on a body read without blocking (transport.ssh.ChannelBody):
+    `fileno()` to wait on, `read()` for the events that arrived (either shape,
+    each bounded by max_event_bytes), `ended` once the stream is over."""
+
+    def __init__(self, body: Any, response: Any, where: str, max_event_bytes: int) -> None:
+        self._body = body
+        self._response = response
+        self.where = where
+        self.max_event_bytes = max_event_bytes
+        self._lines = LineSplitter(max_event_bytes)
+
+    def fileno(self) -> int:
+        return int(self._body.fileno())
+
+    @property
+    def ended(self) -> bool:
+        return bool(self._body.ended)
+
+    def read(self) -> List[Dict[str, Any]]:
+        try:
+            lines = self._lines.feed(self._body.read_available())
+            if self._body.ended:
+                lines.append(self._lines.rest())
+        except errors.ResponseTooLarge as exc:
+            raise errors.ResponseTooLarge(
+                "A Docker event from %s exceeded %d bytes." % (self.where, self.max_event_bytes)
+            ) from exc
+        except errors.MalformedReply as exc:
+            raise errors.MalformedReply(
+                "Docker in %s sent a malformed event stream: %s." % (self.where, exc.message)
+            ) from exc
+        except (OSError, EOFError) as exc:
+            raise errors.DockerUnreachable(
+                "The Docker event stream of %s failed: %s" % (self.where, _short(exc))) from exc
+        return [_decode_event(line) for line in lines if line.strip()]
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        except Exception:  # a broken connection may fail to close any way
+            log.debug("closing the event stream of %s failed", self.where, exc_info=True)
 
 
 def _is_state_conflict(exc: errors.DockerError) -> bool:

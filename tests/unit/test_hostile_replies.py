@@ -92,6 +92,16 @@ def test_a_healthy_engine_answers_everything(engine):
         assert "<CMD>sleep 1d</CMD>" in xmlenc.docker_top(docker.top("web"))
         assert "<Pid>42</Pid>" in xmlenc.docker_inspect(docker.inspect("web"))
         docker.lifecycle("stop", "web")
+        docker.ping()
+
+
+def test_a_ping_not_answered_ok_is_a_malformed_reply(engine):
+    eng, path = engine("ping-not-ok")
+    with client(path).negotiate() as docker:
+        with pytest.raises(errors.MalformedReply) as exc:
+            docker.ping()
+    assert eng.requests[-1] == "GET /v1.41/_ping"
+    assert "when asked to answer a ping: not OK" in exc.value.message
 
 
 @pytest.mark.parametrize("mode, call, words", [

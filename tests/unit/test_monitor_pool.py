@@ -1,10 +1,11 @@
 """The supervisor: XAPI records and events in, worker and publisher decisions out."""
 
+import resource
 from typing import Any, Dict, List
 
 import pytest
 
-from xscontainer.monitor import secrets
+from xscontainer.monitor import daemon, secrets
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.pool import Supervisor
 
@@ -217,3 +218,15 @@ def test_a_flag_set_to_false_or_a_migration_stops_at_once(sup):
     assert {c for c in sup.publisher.calls if c[0] == "withdraw"} == {
         ("withdraw", "OpaqueRef:a"), ("withdraw", "OpaqueRef:b")}
     assert not [j for j in sup.publisher.jobs if "registration" in j[0]]
+
+
+def test_the_monitor_raises_its_open_files_limit_within_the_hard_one():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        want = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+        assert daemon.raise_open_files_limit(4096) == want
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (want, hard)
+        assert daemon.raise_open_files_limit(128) == want  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -1,6 +1,8 @@
 """One VM's worker against a fake engine and a recording publisher (short real timings)."""
 
+import json
 import queue
+import socket
 import threading
 import time
 from typing import Any, Dict, List, Optional
@@ -9,8 +11,9 @@ import pytest
 
 from xsclab import hostile_engine
 from xscontainer import errors
-from xscontainer.docker_api import DockerClient
+from xscontainer.docker_api import MAX_EVENT_BYTES, DockerClient, EventStream
 from xscontainer.monitor import worker as worker_mod
+from xscontainer.monitor.eventreader import EventReader
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.ticker import Ticker
 from xscontainer.monitor.worker import VMWorker
@@ -55,6 +58,12 @@ class FakeDocker:
         self.engine.calls.append("version")
         return {"Version": "20.10", "ApiVersion": "1.41"}
 
+    def ping(self) -> None:
+        self.engine.calls.append("ping")
+
+    def probe_transport(self) -> None:
+        self.engine.calls.append("probe")
+
     def events(self, filters: Optional[Dict[str, Any]] = None) -> Any:
         while not self.closed.is_set():
             try:
@@ -69,8 +78,73 @@ class FakeDocker:
         self.closed.set()
 
 
+class SocketBody:
+    """transport.ssh.ChannelBody's part on one end of a socketpair: readable when
+    bytes (or the end) arrived, read without blocking; shut down (not closed) by
+    the client's close, as closing a channel sets its pipe."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sock.setblocking(False)
+        self.ended = False
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read_available(self) -> bytes:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return b""
+        except OSError:
+            data = b""
+        if not data:
+            self.ended = True
+        return data
+
+
+class StreamDocker(FakeDocker):
+    """A client whose event stream goes to the shared reader: a real EventStream
+    on a socketpair that the engine's events are written to as JSON lines."""
+
+    def __init__(self, engine: "Engine") -> None:
+        FakeDocker.__init__(self, engine)
+        self.reading: Optional[socket.socket] = None
+
+    def event_stream(self, filters: Optional[Dict[str, Any]] = None) -> EventStream:
+        reading, writing = socket.socketpair()
+        self.reading = reading
+        if self.engine.feed:
+            threading.Thread(target=self._feed, args=(writing,), daemon=True).start()
+        else:
+            self.engine.writers.append(writing)
+        return EventStream(SocketBody(reading), reading, self.where, MAX_EVENT_BYTES)
+
+    def _feed(self, writing: socket.socket) -> None:
+        with writing:
+            while not self.closed.is_set():
+                try:
+                    item = self.engine.events.get(timeout=0.01)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    return  # the stream ends (Docker restarted)
+                writing.sendall(json.dumps(item).encode() + b"\n")
+
+    def close(self) -> None:
+        FakeDocker.close(self)
+        if self.reading is not None:
+            try:
+                self.reading.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, shared: bool = False, feed: bool = True) -> None:
+        self.shared = shared  # clients give their stream to the shared reader
+        self.feed = feed  # a thread feeds events (else the test writes to `writers`)
+        self.writers: List[socket.socket] = []
         self.containers: set = set()
         self.events: "queue.Queue[Optional[Dict[str, Any]]]" = queue.Queue()
         self.calls: List[str] = []
@@ -83,7 +157,7 @@ class Engine:
         if self.fail_connect is not None:
             raise self.fail_connect
         self.connects += 1
-        client = FakeDocker(self)
+        client = StreamDocker(self) if self.shared else FakeDocker(self)
         self.clients.append(client)
         return client
 
@@ -138,9 +212,11 @@ def wait_for(check: Any, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def engine() -> Engine:
-    return Engine()
+@pytest.fixture(params=["blocking", "shared reader"])
+def engine(request) -> Engine:
+    """Both ways a worker reads its event stream: blocking in its own thread (the
+    TLS transport), or through the shared EventReader (SSH)."""
+    return Engine(shared=request.param == "shared reader")
 
 
 @pytest.fixture
@@ -258,10 +334,14 @@ def test_stop_closes_the_connection_and_ends_its_thread(make, engine):
     w.stop()
     assert w.join(2)
     assert engine.clients[-1].closed.is_set()
-    assert threading.active_count() <= before - 1
+    # blocking: the worker's own thread ended; shared reader: the fake's feeder
+    # (the worker's thread had ended once connected, and the one that finished
+    # the connection ended too)
+    wait_for(lambda: threading.active_count() <= before - 1)
 
 
-def test_a_worker_costs_one_thread_however_many_there_are(engine, publisher):
+def test_a_blocking_worker_costs_one_thread_however_many_there_are(publisher):
+    engine = Engine()  # blocking in its stream (the shared reader: the next test)
     ticker = Ticker(pool_threads=2)
     settings = Settings(resync=60.0, probe=60.0, grace=5.0, quiet=0.05, max_delay=0.2)
     workers = [VMWorker("OpaqueRef:vm%d" % i, record(), None, publisher,  # type: ignore[arg-type]
@@ -288,6 +368,12 @@ def test_probe_checks_a_quiet_connection(make, engine):
     w = make(probe=0.1)
     wait_for(lambda: w.status()["state"] == "connected")
     wait_for(lambda: w.status()["probes"] >= 3)
+    wait_for(lambda: engine.calls.count("ping") >= 2)
+    # most probes are a round trip on the connection, every third pings Docker;
+    # none re-reads (nor re-publishes) docker_version
+    probes, pings = engine.calls.count("probe"), engine.calls.count("ping")
+    assert probes >= 2 * pings - 1 and pings >= 2
+    assert engine.calls.count("version") == 1
 
 
 def test_only_pinned():
@@ -333,3 +419,38 @@ def test_a_trickling_guest_fails_at_the_connect_deadline_counted_from_the_attemp
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_on_the_shared_reader_a_connected_vm_costs_no_thread_of_ours(publisher):
+    engine = Engine(shared=True, feed=False)
+    ticker, reader = Ticker(pool_threads=2), EventReader()
+    settings = Settings(resync=60.0, probe=60.0, grace=5.0, quiet=0.05, max_delay=0.2)
+    workers = [VMWorker("OpaqueRef:vm%d" % i, record(), None, publisher,  # type: ignore[arg-type]
+                        settings, connect=engine.connect, ticker=ticker, reader=reader)
+               for i in range(20)]
+    before = threading.active_count()
+    for w in workers:
+        w.start()
+    try:
+        wait_for(lambda: all(w.status()["state"] == "connected" for w in workers)
+                 and reader.streams == 20)
+        wait_for(lambda: threading.active_count() - before <= 1 + 1 + 2)
+        # the reader, the ticker's scheduler and its 2 pool threads; no worker thread
+        assert all(w.is_alive() for w in workers)
+        # events of every stream still arrive, through the one reader thread
+        for n, writing in enumerate(engine.writers):
+            writing.sendall(json.dumps({"Type": "container", "Action": "start",
+                                        "Actor": {"ID": "c%d" % n}}).encode() + b"\n")
+        wait_for(lambda: all(w.status()["events"] == 1 for w in workers))
+        # a stream that ends starts a worker thread again, which reconnects
+        engine.writers[0].close()
+        wait_for(lambda: engine.connects == 21 and reader.streams == 20)
+        assert sum(w.status()["failures"] for w in workers) == 1
+    finally:
+        for w in workers:
+            w.stop()
+        for w in workers:
+            assert w.join(5)
+        for writing in engine.writers:
+            writing.close()
+    assert reader.streams == 0

@@ -3,8 +3,14 @@
 Threads: main (signals, supervision), the pool watcher (XAPI events), the
 publisher (XAPI writes), the control socket's acceptor plus at most 8 request
 threads while requests run, the Ticker's scheduler and at most 16 pool threads
-(every VM's timed refreshes), and per monitored VM its worker, which reads the
-event stream (see worker.py), plus paramiko's transport thread.
+(every VM's timed refreshes), the event reader (every VM's Docker event
+stream), the request deadline watcher, and per monitored VM paramiko's
+transport thread; a VM's worker thread runs only while it connects or waits
+to retry (see worker.py).
+
+Each monitored VM holds three file descriptors (its TCP connection and the
+pipe its event stream is waited on with): the soft limit on open files is
+raised to the hard one (up to MAX_OPEN_FILES) at start.
 
 SIGTERM / SIGINT: stop serving the control socket, stop following XAPI, close
 every guest connection (which ends each worker's event stream), remove the docker keys
@@ -16,6 +22,7 @@ import errno
 import fcntl
 import logging
 import os
+import resource
 import signal
 import threading
 import time
@@ -33,6 +40,22 @@ from xscontainer.xapi import DEFAULT_TIMEOUT
 log = logging.getLogger(__name__)
 
 SUPERVISE_EVERY = 2.0
+MAX_OPEN_FILES = 65536
+
+
+def raise_open_files_limit(wanted: int = MAX_OPEN_FILES) -> int:
+    """Raise the soft limit on open files towards `wanted` (never above the hard
+    limit); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the limit on open files from %d to %d: %s",
+                        soft, target, exc)
+    return soft
 
 
 class Daemon:
@@ -57,6 +80,7 @@ class Daemon:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        log.info("up to %d open files (three per monitored VM)", raise_open_files_limit())
         calls = self._login()
         if calls is None:
             return 0  # asked to stop before XAPI answered

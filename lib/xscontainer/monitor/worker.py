@@ -1,13 +1,17 @@
 """One monitored VM: a persistent connection to its Docker engine, kept published.
 
-One thread per VM: the **worker** thread connects (Guest.docker()), then
-blocks in Docker's /events stream and only notes which keys an event made
-stale. What happens at a time runs as the worker's tick() on the process's
-shared Ticker (ticker.py: one scheduler thread and a small fixed pool):
-publishing docker_info, docker_version and docker_ps after connecting, then
-refreshing what events made stale (coalesced), probing a quiet connection,
-resyncing periodically. paramiko adds its transport thread per SSH
-connection. Nothing grows per event: the coalescers hold at most three keys.
+A VM's **worker thread** connects (Guest.docker()) and publishes; then, on
+SSH, it hands the VM's Docker event stream to the process's shared reader
+(eventreader.py) and ends: a connected VM costs no thread of ours, only
+paramiko's transport thread. (A transport whose stream cannot be read so, TLS,
+keeps its worker thread blocked in the stream.) An event only notes which
+keys it made stale. What happens at a time runs as the worker's tick() on the
+process's shared Ticker (ticker.py: one scheduler thread and a small fixed
+pool): publishing docker_info, docker_version and docker_ps after
+connecting, then refreshing what events made stale (coalesced), probing a
+quiet connection (a round trip on the SSH connection, and every third time
+Docker's /_ping), resyncing periodically. Nothing grows per event: the
+coalescers hold at most three keys.
 docker_ps is refreshed `quiet` after a burst of events ends, at the latest
 `max_delay` after its first event, and at most once per `min_interval` (a
 `create` or `kill` does not start the quiet timer: its `start` or `die`
@@ -16,12 +20,13 @@ clock (INFO_QUIET / INFO_MAX_DELAY).
 
 A connection ends when the event stream ends or fails, a probe or refresh
 fails, the VM's connection settings change, or monitoring stops: the client
-is closed (which ends the stream's read) and the worker thread, unless stopping,
-reconnects: at once after a settings change, else after a capped exponential
-backoff. The failure episode (episode.py) says when: a failure that lasts
-`grace` seconds posts one XAPI message on the VM (body: the diagnosis) and
-removes the VM's docker data, which can no longer be vouched for; recovery
-republishes and destroys the message.
+is closed (which ends the stream) and a worker thread (started again when the
+shared reader saw the stream end), unless stopping, reconnects: at once after
+a settings change, else after a capped exponential backoff. The failure
+episode (episode.py) says when: a failure that lasts `grace` seconds posts one
+XAPI message on the VM (body: the diagnosis) and removes the VM's docker data,
+which can no longer be vouched for; recovery republishes and destroys the
+message.
 
 Connecting and publishing the three keys has a deadline as a whole
 (connect_deadline: CONNECT_DEADLINE, or XSCONTAINER_MONITOR_CONNECT_DEADLINE),
@@ -38,11 +43,12 @@ from typing import Any, Callable, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from xscontainer import errors, paths, xapi_keys, xmlenc
 from xscontainer.diagnose import diagnose
-from xscontainer.docker_api import DockerClient, MemoryVersionCache, deadline_at
+from xscontainer.docker_api import DockerClient, EventStream, MemoryVersionCache, deadline_at
 from xscontainer.guest import Guest
 from xscontainer.monitor import events, rules
 from xscontainer.monitor.coalesce import Backoff, Coalescer
 from xscontainer.monitor.episode import FailureEpisode
+from xscontainer.monitor.eventreader import EventReader, default_reader
 from xscontainer.monitor.options import Settings
 from xscontainer.monitor.publisher import Publisher
 from xscontainer.monitor.ticker import Ticker, default_ticker
@@ -61,6 +67,10 @@ INFO_MAX_DELAY = 5.0
 # effect are caught by one more refresh this long after connecting.
 CATCH_UP = 2.0
 JOIN_TIMEOUT = 2.0
+# A quiet connection's probes: a round trip on the transport, and every this
+# many a ping of Docker (a Docker that hangs while its VM answers is noticed
+# within this many probe intervals, or at the next resync).
+DOCKER_PROBE_EVERY = 3
 # Seconds to connect and publish docker_version, docker_info and docker_ps
 # (each request also ends within its own deadline), and for any later refresh.
 CONNECT_DEADLINE = 60.0
@@ -88,7 +98,8 @@ class VMWorker:
     def __init__(self, ref: str, record: Mapping[str, Any], xapi: Xapi, publisher: Publisher,
                  settings: Settings, connect: Connect = _default_connect,
                  clock: Callable[[], float] = time.monotonic,
-                 ticker: Optional[Ticker] = None) -> None:
+                 ticker: Optional[Ticker] = None,
+                 reader: Optional[EventReader] = None) -> None:
         self.ref = ref
         self.uuid = str(record.get("uuid", ""))
         self.name = str(record.get("name_label", ""))
@@ -105,6 +116,10 @@ class VMWorker:
         self._client: Optional[DockerClient] = None
         self._healthy = False
         self._ticker = ticker if ticker is not None else default_ticker()
+        self._reader = reader if reader is not None else default_reader()
+        # the event stream the shared reader reads for us, and its client
+        self._stream: Optional[EventStream] = None
+        self._stream_client: Optional[DockerClient] = None
         self._publish_deadline: Optional[float] = None
         self._tick_error: Optional[BaseException] = None
         self._next_resync = 0.0
@@ -135,11 +150,21 @@ class VMWorker:
     # -- control from the supervisor ---------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="vm-" + self.uuid[:8], daemon=True)
+        with self._cond:
+            self._start_thread(None)
+
+    def _start_thread(self, ended: Optional[Tuple[DockerClient, Optional[BaseException]]]
+                      ) -> None:
+        # with self._cond held
+        self._thread = threading.Thread(target=self._run, args=(ended,),
+                                        name="vm-" + self.uuid[:8], daemon=True)
         self._thread.start()
 
     def is_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Monitoring: a thread of ours runs, or the shared reader reads our stream."""
+        with self._cond:
+            thread, streaming = self._thread, self._stream is not None
+        return streaming or (thread is not None and thread.is_alive())
 
     def stop(self) -> None:
         with self._cond:
@@ -150,9 +175,18 @@ class VMWorker:
             _close_quietly(client)
 
     def join(self, timeout: float) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.is_alive()
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._cond:
+                thread, streaming = self._thread, self._stream is not None
+                remaining = deadline - time.monotonic()
+                if streaming and remaining > 0:
+                    self._cond.wait(min(remaining, 0.1))
+                    continue
+            if thread is not None and thread.is_alive() and remaining > 0:
+                thread.join(min(remaining, 0.1))
+                continue
+            return not self.is_alive()
 
     def update(self, record: Mapping[str, Any]) -> None:
         """A newer record of the VM (still to be monitored here)."""
@@ -209,16 +243,27 @@ class VMWorker:
 
     # -- the worker thread -----------------------------------------------------------------
 
-    def _run(self) -> None:
-        log.info("monitoring %s", self.where)
+    def _run(self, ended: Optional[Tuple[DockerClient, Optional[BaseException]]]) -> None:
+        """A worker thread: connects, and after a failure waits and connects again.
+        Once connected, the thread ends if the shared reader reads the event
+        stream; when that stream ends, a new thread starts here with `ended`
+        (the client and the stream's error) to finish that connection."""
+        if ended is None:
+            log.info("monitoring %s", self.where)
         while True:
-            with self._cond:
-                if self._stopping:
-                    break
-                self._reconnect = False
-                self._attempt_started = self._clock()
             try:
-                self._connection()
+                if ended is not None:
+                    client, error = ended
+                    ended = None
+                    self._finish_connection(client, error)
+                else:
+                    with self._cond:
+                        if self._stopping:
+                            break
+                        self._reconnect = False
+                        self._attempt_started = self._clock()
+                    if self._connection():
+                        return  # the shared reader has the stream; this thread ends
             except Exception as exc:  # every failure is logged and retried
                 with self._cond:
                     if self._stopping:
@@ -236,7 +281,10 @@ class VMWorker:
             self._wait_before_retry(delay)
         log.info("stopped monitoring %s", self.where)
 
-    def _connection(self) -> None:
+    def _connection(self) -> bool:
+        """Connect, publish (as the first tick) and follow the event stream: True
+        once the shared reader reads the stream; else (a transport whose stream
+        must be read by blocking in it) until the connection ends."""
         with self._cond:
             record = dict(self._record)
             settings_key = rules.connection_settings(record)
@@ -244,39 +292,61 @@ class VMWorker:
         deadline = time.monotonic() + self.connect_deadline
         with deadline_at(deadline):
             client = self._connect(guest)
-        with self._cond:
-            self._client = client
-            self._settings_key = self._effective_settings(settings_key, client)
-            latest = rules.connection_settings(self._record)
-            if latest != self._settings_key and not _only_pinned(latest, self._settings_key):
-                log.info("the connection settings of %s changed while connecting: "
-                         "reconnecting", self.where)
-                self._reconnect = True
-            self.stats["connects"] += 1
-            stop = self._stopping or self._reconnect
-            # the first tick publishes all three keys (within the connect deadline);
-            # later ones refresh what events made stale, probe and resync
-            self._publish_deadline = deadline
-            self._tick_error = None
+        try:
+            with self._cond:
+                self._client = client
+                self._settings_key = self._effective_settings(settings_key, client)
+                latest = rules.connection_settings(self._record)
+                if latest != self._settings_key and not _only_pinned(latest, self._settings_key):
+                    log.info("the connection settings of %s changed while connecting: "
+                             "reconnecting", self.where)
+                    self._reconnect = True
+                self.stats["connects"] += 1
+                stop = self._stopping or self._reconnect
+                # the first tick publishes all three keys (within the connect deadline);
+                # later ones refresh what events made stale, probe and resync
+                self._publish_deadline = deadline
+                self._tick_error = None
+        except BaseException:
+            self._drop_client(client)
+            raise
+        if stop:
+            self._drop_client(client)
+            return False
         error: Optional[BaseException] = None
         try:
-            if stop:
-                return
             self._ticker.add(self)
-            try:
-                error = self._read_events(client)
-            finally:
+            stream = self._open_stream(client)
+        except Exception as exc:  # the connection ends as if its stream had failed
+            error = exc
+        else:
+            if stream is not None:
                 with self._cond:
-                    self._client = None
-                    self._healthy = False
-                    self._episode.disconnected()
-                _close_quietly(client)
-                self._ticker.remove(self, JOIN_TIMEOUT)
-        finally:
-            with self._cond:
-                self._client = None
-                self._healthy = False
-            _close_quietly(client)
+                    handed = self._client is client and not self._stopping
+                    if handed:
+                        self._stream, self._stream_client = stream, client
+                if handed:
+                    self._reader.add(stream, self)
+                    return True
+                stream.close()
+            else:
+                error = self._read_events(client)
+        self._finish_connection(client, error)
+        return False
+
+    def _open_stream(self, client: DockerClient) -> Optional[EventStream]:
+        """The event stream for the shared reader, if the transport gives one."""
+        opener = getattr(client, "event_stream", None)
+        if opener is None:
+            return None
+        stream = opener(filters=events.EVENT_FILTERS)
+        return stream if isinstance(stream, EventStream) else None
+
+    def _finish_connection(self, client: DockerClient, error: Optional[BaseException]) -> None:
+        """The connection's stream is over: close it; raise what ended it (nothing
+        when stopping or reconnecting)."""
+        self._ticker.remove(self, JOIN_TIMEOUT)
+        self._drop_client(client)
         with self._cond:
             if self._stopping or self._reconnect:
                 return
@@ -286,6 +356,14 @@ class VMWorker:
         raise errors.DockerUnreachable(
             "The Docker event stream of %s ended (Docker restarted or the "
             "connection closed)." % self.where)
+
+    def _drop_client(self, client: DockerClient) -> None:
+        with self._cond:
+            if self._client is client:
+                self._client = None
+                self._healthy = False
+                self._episode.disconnected()
+        _close_quietly(client)
 
     def _effective_settings(self, key: Tuple[Tuple[str, str], ...],
                             client: DockerClient) -> Tuple[Tuple[str, str], ...]:
@@ -351,9 +429,7 @@ class VMWorker:
         if self._catch_up is not None and now >= self._catch_up:
             keys = keys | frozenset((xapi_keys.DOCKER_PS, xapi_keys.DOCKER_INFO))
             self._catch_up = None
-        if not keys and now >= self._last_traffic + self.settings.probe:
-            keys = frozenset((xapi_keys.DOCKER_VERSION,))
-            self.stats["probes"] += 1
+        probe = not keys and now >= self._last_traffic + self.settings.probe
         with self._cond:  # a resync or catch-up read is a refresh too
             if xapi_keys.DOCKER_PS in keys:
                 self._coalescer.take_all(now)
@@ -361,35 +437,73 @@ class VMWorker:
                 self._info_coalescer.take_all(now)
         if keys:
             self._refresh(client, keys)
+        elif probe:
+            # At hundreds of VMs the probes are most of an idle monitor's work:
+            # most are a round trip on the connection (an SSH request, no Docker
+            # request), every DOCKER_PROBE_EVERY-th a ping of Docker itself
+            # (docker_version is re-read at each resync)
+            self.stats["probes"] += 1
+            with deadline_at(time.monotonic() + self.connect_deadline):
+                if self.stats["probes"] % DOCKER_PROBE_EVERY == 0:
+                    client.ping()
+                else:
+                    client.probe_transport()
         with self._cond:
             self._last_traffic = self._clock()
 
     # -- the event stream, read by the worker thread -----------------------------------------
 
     def _read_events(self, client: DockerClient) -> Optional[BaseException]:
-        """Note what each event makes stale until the stream ends; its error, if any."""
+        """Block in the event stream, noting what each event makes stale, until the
+        stream ends (for a transport whose stream cannot go to the shared
+        reader); its error, if any."""
         try:
             for message in client.events(filters=events.EVENT_FILTERS):
-                event = events.parse(message)
-                keys = events.stale_keys(event)
-                settle = events.settles(event)
-                now = self._clock()
-                with self._cond:
-                    if self._client is not client:
-                        break  # a connection we closed
-                    self.stats["events"] += 1
-                    self._last_event_at = now
-                    if keys:
-                        self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now, settle)
-                        self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now, settle)
-                if keys:
-                    self._ticker.poke(self)
-                    if log.isEnabledFor(logging.DEBUG):
-                        log.debug("%s: %r -> refresh %s", self.where, event,
-                                  ", ".join(sorted(keys)))
+                if not self._note_event(client, message):
+                    break  # a connection we closed
         except Exception as exc:  # handled by the caller
             return exc
         return None
+
+    def stream_event(self, stream: EventStream, message: Dict[str, Any]) -> None:
+        """From the shared reader: one event of our stream."""
+        with self._cond:
+            client = self._stream_client if self._stream is stream else None
+        if client is not None:
+            self._note_event(client, message)
+
+    def stream_ended(self, stream: EventStream, error: Optional[BaseException]) -> None:
+        """From the shared reader: our stream ended (error None), failed, or was
+        closed. A new worker thread finishes the connection and reconnects."""
+        with self._cond:
+            if self._stream is not stream:
+                return
+            client = self._stream_client
+            self._stream = self._stream_client = None
+            if client is not None:
+                self._start_thread((client, error))
+            self._cond.notify_all()
+        stream.close()
+
+    def _note_event(self, client: DockerClient, message: Dict[str, Any]) -> bool:
+        """Note what one event makes stale; False if `client` is not ours any more."""
+        event = events.parse(message)
+        keys = events.stale_keys(event)
+        settle = events.settles(event)
+        now = self._clock()
+        with self._cond:
+            if self._client is not client:
+                return False
+            self.stats["events"] += 1
+            self._last_event_at = now
+            if keys:
+                self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now, settle)
+                self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now, settle)
+        if keys:
+            self._ticker.poke(self)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: %r -> refresh %s", self.where, event, ", ".join(sorted(keys)))
+        return True
 
     def _refresh(self, client: DockerClient, keys: FrozenSet[str],
                  deadline: Optional[float] = None) -> None:

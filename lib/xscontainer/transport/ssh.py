@@ -43,6 +43,7 @@ from xscontainer.transport.base import (
     Timeouts,
     watch,
 )
+from xscontainer.transport.stream import ChunkedDecoder
 
 log = logging.getLogger(__name__)
 logging.getLogger("paramiko").setLevel(logging.WARNING)
@@ -120,7 +121,13 @@ def bridge_command(override: Optional[str] = None, **places: Any) -> str:
 
 
 BRIDGE_COMMAND = bridge_command()
-KEEPALIVE_SECONDS = 15
+# paramiko sends a keepalive after this long without traffic. The monitor's
+# probe (a round trip every --probe seconds of quiet, 20 by default) keeps its
+# connections busier than that; a plugin's connection lasts a call.
+KEEPALIVE_SECONDS = 60
+# The global request of a round trip (round_trip), as OpenSSH's client sends
+# for ServerAliveInterval.
+ROUND_TRIP_REQUEST = "keepalive@openssh.com"
 # paramiko's transport thread reads its socket with a 0.1 s timeout, waking ten
 # times a second per connection to check whether to stop, send a keepalive or
 # start a rekey: 2,000 wake-ups a second for a monitor of 200 VMs. Once
@@ -347,6 +354,17 @@ class SSHSession:
     def is_active(self) -> bool:
         return bool(self.transport.is_active())
 
+    def round_trip(self) -> None:
+        """A request the guest's sshd must answer (any answer will do: OpenSSH
+        refuses a request it does not know, which is an answer): proof that the
+        guest and its sshd are alive, at a tenth of the cost of a Docker request.
+        Inside a request deadline (BoundedAdapter.streaming), whose passing
+        closes the connection."""
+        watch(self.close)
+        self.transport.global_request(ROUND_TRIP_REQUEST, wait=True)
+        if not self.transport.is_active():
+            raise errors.SSHError("The SSH connection to the VM at %s closed." % self.address)
+
     def close(self) -> None:
         # ends the transport thread's read now, not at its next timeout
         sock = getattr(self.transport, "sock", None)
@@ -532,6 +550,66 @@ class _BridgePool(urllib3.connectionpool.HTTPConnectionPool):
         return conn or self._new_conn()
 
 
+class ChannelBody:
+    """A streamed response's body on its bridge channel, read without blocking:
+    `fileno()` becomes readable when data (or the channel's end) arrives, and
+    `read_available()` returns the body bytes that have arrived (at most
+    READ_BYTES of the channel's at a time, so one busy stream cannot keep a
+    shared reader from the others), then `ended` once the body or the
+    channel ended."""
+
+    READ_BYTES = 256 * 1024
+
+    def __init__(self, chan: paramiko.Channel, leftover: bytes, chunked: bool) -> None:
+        self._chan = chan
+        self._leftover = leftover
+        self._decoder = ChunkedDecoder(chunked)
+        self.ended = False
+
+    def fileno(self) -> int:
+        return int(self._chan.fileno())
+
+    def read_available(self) -> bytes:
+        data, self._leftover = self._leftover, b""
+        while len(data) < self.READ_BYTES and self._chan.recv_ready():
+            piece = self._chan.recv(self.READ_BYTES - len(data))
+            if not piece:
+                break
+            data += piece
+        # fileno() is readable while the bridge's stderr holds data too: read
+        # (and drop) it, or the stream would look readable for ever
+        dropped = 0
+        while dropped < self.READ_BYTES and self._chan.recv_stderr_ready():
+            dropped += len(self._chan.recv_stderr(self.READ_BYTES))
+        body = self._decoder.feed(data)
+        if self._decoder.finished or (not data and (self._chan.closed or
+                                                    self._chan.eof_received)):
+            self.ended = True
+        return body
+
+
+def channel_body(response: Any) -> Optional[ChannelBody]:
+    """The body of a streamed response (requests) that came over a bridge
+    channel, to read without blocking; None when it did not, or when the
+    libraries' objects are not the expected ones (then read it as usual)."""
+    raw = getattr(response, "raw", None)
+    connection = getattr(raw, "connection", None)
+    chan = getattr(connection, "sock", None)
+    http_response = getattr(raw, "_fp", None)  # what urllib3 reads (the SDK reads it too)
+    fp = getattr(http_response, "fp", None)
+    if not (isinstance(connection, _BridgeConnection) and isinstance(chan, paramiko.Channel)
+            and isinstance(fp, paramiko.ChannelFile) and fp.channel is chan
+            and getattr(http_response, "chunk_left", None) is None):
+        return None
+    # paramiko's file read the headers a line at a time and may hold the
+    # beginning of the body in its read buffer
+    leftover = getattr(fp, "_rbuffer", None)
+    if not isinstance(leftover, bytes):
+        return None
+    fp._rbuffer = b""  # type: ignore[attr-defined]
+    return ChannelBody(chan, leftover, bool(getattr(http_response, "chunked", False)))
+
+
 class SSHAdapter(BoundedAdapter):
     """requests adapter: every HTTP connection is a bridge channel of one SSH session."""
 
@@ -546,6 +624,21 @@ class SSHAdapter(BoundedAdapter):
 
     def failure_details(self) -> str:
         return self.ssh.bridge_failure()
+
+    def probe(self) -> None:
+        """Check that the guest still answers on this connection (SSHSession.round_trip),
+        within the request deadline."""
+        try:
+            with self.streaming("an SSH round trip"):
+                self.ssh.round_trip()
+        except errors.Timeout as exc:
+            raise errors.Timeout(
+                "The SSH server of the VM at %s did not answer a keepalive in time; the "
+                "connection is closed." % self.ssh.address) from exc
+
+    def selectable_body(self, response: Any) -> Optional[ChannelBody]:
+        """A streamed response's body to read without blocking (channel_body)."""
+        return channel_body(response)
 
     @property
     def server_key_b64(self) -> Optional[str]:

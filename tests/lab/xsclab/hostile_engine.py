@@ -26,6 +26,7 @@ Modes (MODES below; SIZE and INTERVAL from --size / --interval):
 * ps-not-containers: /containers/json mixes containers with numbers, strings,
   lists and objects without an id
 * error-list: every container request fails with HTTP 500 and a JSON list body
+* ping-not-ok: /_ping answers a web page instead of OK
 * healthy: a well-behaved engine with a few containers
 * podman: a well-behaved engine that answers as Podman 5's compatibility API
   does where it differs from Docker: Server `Libpod/...`, a Podman component in
@@ -88,7 +89,7 @@ MODES = (
     "version-trickle", "headers-trickle", "inspect-list", "version-list", "top-titles-number",
     "inspect-deep", "inspect-truncated", "inspect-not-json", "inspect-endless",
     "inspect-huge-string", "inspect-gzip-bomb", "ps-many-values", "ps-not-containers",
-    "error-list",
+    "error-list", "ping-not-ok",
 )
 MAX_REQUEST = 64 * 1024
 
@@ -141,6 +142,8 @@ class Engine:
             trickle = -self.interval  # negative: the headers trickle
         if mode == "error-list" and endpoint in ("inspect", "top", "ps", "lifecycle"):
             return 500, {}, b"[1,2,3]", trickle
+        if endpoint == "ping" and mode == "ping-not-ok":
+            return 200, {"Content-Type": "text/html"}, b"<html>It works!</html>", trickle
         if endpoint == "ping":
             return 200, {"Content-Type": "text/plain"}, b"OK", trickle
         if endpoint == "events":
