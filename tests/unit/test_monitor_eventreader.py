@@ -3,24 +3,13 @@
 import json
 import socket
 import threading
-import time
 from typing import Any, List, Optional
-
-import pytest
 
 from xscontainer import errors
 from xscontainer.docker_api import EventStream
 from xscontainer.monitor.eventreader import EventReader
 
-from .test_monitor_worker import SocketBody
-
-
-def wait_for(check: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail("timed out")
-        time.sleep(0.01)
+from .test_monitor_worker import SocketBody, wait_for
 
 
 class Member:

@@ -122,13 +122,7 @@ class StreamDocker(FakeDocker):
 
     def _feed(self, writing: socket.socket) -> None:
         with writing:
-            while not self.closed.is_set():
-                try:
-                    item = self.engine.events.get(timeout=0.01)
-                except queue.Empty:
-                    continue
-                if item is None:
-                    return  # the stream ends (Docker restarted)
+            for item in self.events():  # until the stream ends or the client closes
                 writing.sendall(json.dumps(item).encode() + b"\n")
 
     def close(self) -> None:
