@@ -9,19 +9,31 @@ live connection.
 Kept apart from plugin.py so that calls that don't need Docker (register,
 deregister, forwarding to another host, the warm path) never import the Docker
 SDK and paramiko, which take about half a second to load.
+
+A direct call is a process of its own that connects once: the Docker SDK and
+the operations' encoders (about a third of its time) load in a thread while
+this one reads the VM from XAPI, connects over SSH and starts the bridge to
+the engine, which is mostly waiting for the guest.
 """
 
 import functools
+import importlib
 import logging
 import os
+import threading
 import time
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
-from xscontainer import jsonenc, paths, xapi_keys, xmlenc
-from xscontainer.docker_api import DockerClient, FileVersionCache, deadline_at
+from xscontainer import paths, xapi_keys
+from xscontainer.apiversions import FileVersionCache
 from xscontainer.guest import Guest
-from xscontainer.operations import implementation, table
+from xscontainer.operations import table
+from xscontainer.transport.base import deadline_at
 from xscontainer.xapi import Xapi
+
+if TYPE_CHECKING:
+    from xscontainer.docker_api import DockerClient
+    from xscontainer.operations import implementation
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +41,27 @@ log = logging.getLogger(__name__)
 # included: every Docker request ends by then (XSCONTAINER_TIMEOUT), whatever
 # the guest does. Connecting has its own, shorter, limits (Timeouts).
 CALL_DEADLINE = 50.0
+
+
+# What a direct call imports while it connects: all that the Docker SDK and
+# the reply's encoding need beyond the connection itself.
+PRELOADED = ("xscontainer.docker_api", "xscontainer.transport.sshbridge",
+             "xscontainer.operations.implementation")
+
+
+def preload() -> None:
+    """Import PRELOADED in a thread (daemon: an import never holds the process).
+    Whoever needs one of them meanwhile waits for it on Python's import lock; a
+    failed import fails again, and is reported, where the module is needed."""
+
+    def run() -> None:
+        for name in PRELOADED:
+            try:
+                importlib.import_module(name)
+            except Exception:  # reported by the import that needs it
+                return
+
+    threading.Thread(target=run, name="xscontainer-preload", daemon=True).start()
 
 
 def version_cache() -> FileVersionCache:
@@ -48,17 +81,22 @@ def docker_backed(name: str, xapi: Xapi, args: Dict[str, str]) -> str:
     op = table.lookup(name)
     ref = op.container_ref(args)  # refused before any connection
     options = op.parse_options(args)  # likewise
+    preload()
     guest = _running_guest(xapi, args)
-    publish: Optional[implementation.Publish] = None
+    publish: "Optional[implementation.Publish]" = None
     if op.is_lifecycle and xapi_keys.DOCKER_PS in guest.other_config:
         publish = functools.partial(refresh_docker_ps, guest)
     with deadline_at(time.monotonic() + CALL_DEADLINE), \
-            guest.docker(cache=version_cache()) as docker:
+            guest.docker(cache=version_cache(), early_bridge=True) as docker:
+        from xscontainer.operations import implementation  # noqa: PLC0415 (preload)
+
         return implementation.perform(op, docker, ref, publish, options)
 
 
-def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:
+def refresh_docker_ps(guest: Guest, docker: "DockerClient") -> None:
     """Publish the container list so a state change shows at once."""
+    from xscontainer import xmlenc  # noqa: PLC0415 (preload)
+
     xml = xmlenc.docker_ps(docker.ps())
     current = guest.xapi.vm_other_config(guest.ref).get(xapi_keys.DOCKER_PS)
     if current != xml:
@@ -68,6 +106,7 @@ def refresh_docker_ps(guest: Guest, docker: DockerClient) -> None:
 def diagnose(xapi: Xapi, args: Dict[str, str]) -> str:
     """The diagnosis as text, or as JSON with format=json (jsonenc.diagnosis)."""
     from xscontainer import diagnose as diagnose_mod  # noqa: PLC0415 - not on the Docker calls' path
+    from xscontainer import jsonenc  # noqa: PLC0415
 
     fmt = table.parse_format(args, table.TEXT)
     report = diagnose_mod.diagnose(Guest.load(xapi, args["vmuuid"]))

@@ -17,7 +17,7 @@ from xscontainer import docker_api, errors, poolkey, transport, xapi_keys
 from xscontainer.diagnose_report import Chain, Report, Step
 from xscontainer.guest import Guest
 from xscontainer.log import guest_text
-from xscontainer.transport import SSH_PORT, Timeouts
+from xscontainer.transport import SSH_PORT, Timeouts, sshbridge
 from xscontainer.transport import ssh as ssh_transport
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def _docker_checks(chain: Chain, guest: Guest, session: ssh_transport.SSHSession
                 lambda _: ", ".join(found.tools))
 
     def api() -> docker_api.DockerClient:
-        adapter = ssh_transport.SSHAdapter(session, timeouts.request)
+        adapter = sshbridge.SSHAdapter(session, timeouts.request)
         client = docker_api.DockerClient(adapter, guest.where, timeouts.request)
         try:
             return client.negotiate()

@@ -13,16 +13,19 @@ import ipaddress
 import logging
 import re
 import ssl
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional
 
 from xscontainer import errors, poolkey, tlssecrets, transport, xapi_keys
 from xscontainer import log as xlog
-from xscontainer.docker_api import DockerClient, VersionCache
+from xscontainer.apiversions import VersionCache
 from xscontainer.transport import SSH_PORT, Material, Timeouts, tlscontext
 from xscontainer.transport import base as transport_base
 from xscontainer.transport import ssh as ssh_transport
-from xscontainer.transport import tls as tls_transport
 from xscontainer.xapi import NULL_REF, Xapi
+
+if TYPE_CHECKING:  # imported when a client is made: loading the Docker SDK can then
+    # overlap connecting (containers.py)
+    from xscontainer.docker_api import DockerClient
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +204,27 @@ class Guest:
         return "%s-%s" % (self.uuid, hashlib.sha256(how.encode("utf-8")).hexdigest()[:12])
 
     def docker(self, timeouts: Optional[Timeouts] = None,
-               cache: Optional[VersionCache] = None) -> DockerClient:
+               cache: Optional[VersionCache] = None,
+               early_bridge: bool = False) -> "DockerClient":
         """A Docker client for the guest's engine, API version negotiated (or the
-        one `cache` holds for it: see DockerClient.negotiate)."""
+        one `cache` holds for it: see DockerClient.negotiate). `early_bridge`: in
+        SSH mode, start the bridge to the engine's socket as soon as the session
+        is up (a one-call process: see containers.py)."""
         timeouts = timeouts or Timeouts()
         if self.mode == "tls":
             return self._docker_tls(timeouts, cache)
         session = self.ssh(timeouts)
-        adapter = ssh_transport.SSHAdapter(session, timeouts.request)
-        client = DockerClient(adapter, self.where, timeouts.request, on_close=session.close)
+        try:
+            if early_bridge:
+                session.prepare_bridge(timeouts.request)
+            from xscontainer.docker_api import DockerClient  # noqa: PLC0415 (see TYPE_CHECKING)
+            from xscontainer.transport.sshbridge import SSHAdapter  # noqa: PLC0415 (likewise)
+
+            adapter = SSHAdapter(session, timeouts.request)
+            client = DockerClient(adapter, self.where, timeouts.request, on_close=session.close)
+        except BaseException:
+            session.close()
+            raise
         try:
             return client.negotiate(cache, self.version_key())
         except BaseException:
@@ -225,7 +240,9 @@ class Guest:
     def tls_context(self) -> ssl.SSLContext:
         return tlscontext.make_context(self.tls_material(), self.uuid)
 
-    def _docker_tls(self, timeouts: Timeouts, cache: Optional[VersionCache]) -> DockerClient:
+    def _docker_tls(self, timeouts: Timeouts, cache: Optional[VersionCache]) -> "DockerClient":
+        from xscontainer.transport import tls as tls_transport  # noqa: PLC0415 (likewise)
+
         context = self.tls_context()
         tls_sock, address = tls_transport.connect(
             self.addresses(), context, timeouts.connect, timeouts.handshake, self.uuid, self.where
@@ -234,6 +251,8 @@ class Guest:
             address, context, self.uuid, self.where, timeouts.request,
             connect_timeout=timeouts.connect, handshake_timeout=timeouts.handshake, first=tls_sock,
         )
+        from xscontainer.docker_api import DockerClient  # noqa: PLC0415 (see TYPE_CHECKING)
+
         client = DockerClient(adapter, self.where, timeouts.request)
         try:
             return client.negotiate(cache, self.version_key())

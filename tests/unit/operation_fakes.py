@@ -134,7 +134,7 @@ class EngineGuest(Guest):
 
     engine: Optional[FakeDocker] = None
 
-    def docker(self, timeouts: Any = None, cache: Any = None) -> Any:
+    def docker(self, timeouts: Any = None, cache: Any = None, early_bridge: bool = False) -> Any:
         assert self.engine is not None
         return self.engine
 

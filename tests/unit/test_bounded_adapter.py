@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from xscontainer import errors
-from xscontainer.transport import BoundedAdapter
+from xscontainer.transport.adapter import BoundedAdapter
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -4,6 +4,7 @@
 import threading
 import time
 
+from xscontainer.transport import adapter as adapter_mod
 from xscontainer.transport import base
 
 
@@ -69,7 +70,7 @@ def test_a_bounded_request_starts_no_thread_of_its_own(monkeypatch):
         started.append(self.name)
         real_start(self)
 
-    adapter = base.BoundedAdapter(request_deadline=5)
+    adapter = adapter_mod.BoundedAdapter(request_deadline=5)
     monkeypatch.setattr(threading.Thread, "start", start)
     for _ in range(20):
         with adapter.streaming("GET /_ping"):

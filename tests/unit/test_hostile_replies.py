@@ -13,7 +13,7 @@ import urllib3.connectionpool
 
 from xsclab import hostile_engine
 from xscontainer import docker_api, errors, xmlenc
-from xscontainer.transport import base
+from xscontainer.transport import adapter, base
 
 
 class _UnixConnection(urllib3.connection.HTTPConnection):
@@ -49,18 +49,18 @@ class _UnixPool(urllib3.connectionpool.HTTPConnectionPool):
             base.shutdown_socket(sock)
 
 
-class UnixAdapter(base.BoundedAdapter):
+class UnixAdapter(adapter.BoundedAdapter):
     """The transports' shape (their own pool, the deadline's abort) on a unix socket."""
 
     def __init__(self, path: str, **kwargs: Any) -> None:
-        base.BoundedAdapter.__init__(self, **kwargs)
+        adapter.BoundedAdapter.__init__(self, **kwargs)
         self._pool = _UnixPool(path)
 
     def get_connection(self, url: Any, proxies: Any = None) -> Any:
         return self._pool
 
     def close(self) -> None:
-        base.BoundedAdapter.close(self)
+        adapter.BoundedAdapter.close(self)
         self._pool.close()
 
 
@@ -194,9 +194,9 @@ def test_containers_that_are_not_containers_are_dropped(engine):
 
 
 def test_the_request_deadline_comes_from_the_environment(monkeypatch):
-    assert base.BoundedAdapter().request_deadline == base.DEFAULT_REQUEST_DEADLINE == 20.0
+    assert adapter.BoundedAdapter().request_deadline == base.DEFAULT_REQUEST_DEADLINE == 20.0
     monkeypatch.setenv("XSCONTAINER_REQUEST_DEADLINE", "2.5")
-    assert base.BoundedAdapter().request_deadline == 2.5
+    assert adapter.BoundedAdapter().request_deadline == 2.5
     for junk in ("", "x", "-1", "0"):
         monkeypatch.setenv("XSCONTAINER_REQUEST_DEADLINE", junk)
-        assert base.BoundedAdapter().request_deadline == 20.0
+        assert adapter.BoundedAdapter().request_deadline == 20.0

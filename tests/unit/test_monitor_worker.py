@@ -79,7 +79,7 @@ class FakeDocker:
 
 
 class SocketBody:
-    """transport.ssh.ChannelBody's part on one end of a socketpair: readable when
+    """transport.sshbridge.ChannelBody's part on one end of a socketpair: readable when
     bytes (or the end) arrived, read without blocking; shut down (not closed) by
     the client's close, as closing a channel sets its pipe."""
 

@@ -75,3 +75,31 @@ def test_the_bundled_and_required_libraries_do_not_pull_optional_modules_in():
         spec += f.read().lower()
     for name in NOT_NEEDED:
         assert not re.search(r"requires:.*\b%s\b" % re.escape(name), spec), name
+
+
+# What a direct plugin call loads in its preload thread (containers.PRELOADED)
+# while it connects: nothing that connecting needs may pull them in first.
+LOADED_WHILE_CONNECTING = ("requests", "urllib3", "docker", "charset_normalizer", "idna")
+
+
+def test_connecting_over_ssh_loads_neither_requests_nor_the_docker_sdk():
+    modules = _imported_after(
+        "import xscontainer.plugin, xscontainer.containers, xscontainer.guest\n"
+        "import xscontainer.transport.ssh, xscontainer.apiversions, xscontainer.poolkey")
+    assert "paramiko" in modules and "xscontainer.transport.ssh" in modules
+    found = sorted(m for m in modules if m.split(".")[0] in LOADED_WHILE_CONNECTING)
+    assert found == [], "connecting imports %s" % found
+    assert "xscontainer.transport.tls" not in modules  # TLS mode's, loaded when used
+
+
+def test_the_preload_thread_loads_the_docker_sdk_and_the_encoders():
+    modules = _imported_after(
+        "import sys, threading\n"
+        "from xscontainer import containers\n"
+        "containers.preload()\n"
+        "for t in threading.enumerate():\n"
+        "    if t.name == 'xscontainer-preload':\n"
+        "        t.join(60)\n")
+    assert {"docker", "requests", "xscontainer.docker_api", "xscontainer.xmlenc",
+            "xscontainer.operations.implementation", "xscontainer.transport.sshbridge"} - \
+        modules == set()

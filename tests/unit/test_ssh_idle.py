@@ -10,7 +10,7 @@ import paramiko
 import pytest
 
 from xscontainer import errors
-from xscontainer.transport import ssh
+from xscontainer.transport import ssh, sshbridge
 
 
 class _Server(paramiko.ServerInterface):
@@ -67,7 +67,7 @@ def test_a_round_trip_is_answered_even_by_a_refusal():
     interface = _Server()
     session, _ours, server = _session(interface)
     try:
-        ssh.SSHAdapter(session, 5).probe()
+        sshbridge.SSHAdapter(session, 5).probe()
         assert interface.requests == [ssh.ROUND_TRIP_REQUEST]
         assert session.is_active()
     finally:
@@ -77,7 +77,7 @@ def test_a_round_trip_is_answered_even_by_a_refusal():
 
 def test_a_round_trip_unanswered_by_its_deadline_closes_the_connection():
     session, _ours, server = _session(_Server(frozen=True))
-    adapter = ssh.SSHAdapter(session, 5)
+    adapter = sshbridge.SSHAdapter(session, 5)
     adapter.request_deadline = 0.5
     started = time.monotonic()
     try:

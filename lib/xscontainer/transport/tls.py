@@ -17,10 +17,10 @@ import urllib3.connection
 import urllib3.connectionpool
 
 from xscontainer import errors
+from xscontainer.transport.adapter import BoundedAdapter
 from xscontainer.transport.base import (
     DEFAULT_MAX_RESPONSE_BYTES,
     TLS_PORT,
-    BoundedAdapter,
     connect_first,
     shutdown_socket,
     watch,
