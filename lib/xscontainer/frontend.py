@@ -197,7 +197,9 @@ def main() -> None:
             if exc.sent and fn in LIFECYCLE:
                 unanswered(fn, str(exc))
                 end()
-            reply = ("decline", FULL, str(exc))
+            # not reachable: the full path need not try again (a direct call
+            # then saves two XAPI requests and a connect); no answer: it may
+            reply = ("decline", FULL if exc.sent else DIRECT, str(exc))
         if reply[0] == "answer":
             write_all(1, reply[1])
             os._exit(0)

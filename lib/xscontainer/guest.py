@@ -136,7 +136,8 @@ class Guest:
             )
 
     def addresses(self) -> List[str]:
-        networks = self.xapi.guest_networks(self.ref)
+        metrics = str(self.record.get("guest_metrics") or "")
+        networks = self.xapi.guest_networks(self.ref, metrics)
         if networks is None:
             raise errors.NoIP(
                 "%s has no guest metrics: XAPI knows no address for it. Install the guest "

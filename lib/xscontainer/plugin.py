@@ -126,7 +126,10 @@ def owner_host(xapi: Xapi, args: Dict[str, str]) -> Optional[str]:
     """
     vm_uuid = args.get("vmuuid")
     if vm_uuid:
-        vm = _lookup(xapi, "VM.get_by_uuid", vm_uuid)
+        try:
+            vm: Optional[str] = xapi.vm_by_uuid(vm_uuid)  # remembered for the handler
+        except errors.VMNotFound:
+            vm = None
         resident = _lookup(xapi, "VM.get_resident_on", vm) if vm else None
         if resident and resident != NULL_REF:
             return resident

@@ -51,6 +51,10 @@ def public_line_from_private(private_pem: str) -> str:
 
 
 def private_key(xapi: Xapi) -> str:
+    config = xapi.pool_other_config()
+    private_uuid = config.get(xapi_keys.POOL_PRIVATE_KEY_SECRET)
+    if private_uuid and config.get(xapi_keys.POOL_PUBLIC_KEY_SECRET):
+        return xapi.secret_value(private_uuid).strip()  # the usual case: one secret read
     return get_or_create(xapi)[0]
 
 

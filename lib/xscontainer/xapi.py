@@ -141,6 +141,9 @@ class Xapi:
         self.session = session
         self._owned = owned
         self._this_host: Optional[str] = None
+        # VM refs by uuid, for a session that lives for one plugin call (a VM
+        # keeps its ref for that long); None: always asked
+        self._vm_refs: Optional[Dict[str, str]] = None
 
     # -- sessions -----------------------------------------------------------
 
@@ -160,7 +163,9 @@ class Xapi:
     def from_session_ref(cls, session_ref: str, timeout: float = DEFAULT_TIMEOUT) -> "Xapi":
         session = _new_session(timeout)
         session._session = session_ref
-        return cls(session, owned=False)
+        xapi = cls(session, owned=False)
+        xapi._vm_refs = {}
+        return xapi
 
     @property
     def session_ref(self) -> str:
@@ -223,9 +228,15 @@ class Xapi:
                     raise
 
     def vm_by_uuid(self, vm_uuid: str) -> str:
-        return self.by_uuid("VM", vm_uuid, errors.VMNotFound(
+        known = self._vm_refs.get(vm_uuid) if self._vm_refs is not None else None
+        if known is not None:
+            return known
+        ref = self.by_uuid("VM", vm_uuid, errors.VMNotFound(
             "There is no VM with uuid %s in this pool. Check the uuid with 'xe vm-list'."
             % vm_uuid, vm_uuid))
+        if self._vm_refs is not None:
+            self._vm_refs[vm_uuid] = ref
+        return ref
 
     def vm_record(self, vm_ref: str) -> Dict[str, Any]:
         return cast(Dict[str, Any], self.call("VM.get_record", vm_ref))
@@ -265,8 +276,16 @@ class Xapi:
     def remove_vm_other_config(self, vm_ref: str, key: str) -> None:
         self._remove_key("VM", vm_ref, key)
 
-    def guest_networks(self, vm_ref: str) -> Optional[Dict[str, str]]:
-        """The VM's guest-metrics networks map, or None without guest metrics."""
+    def guest_networks(self, vm_ref: str, metrics: str = "") -> Optional[Dict[str, str]]:
+        """The VM's guest-metrics networks map, or None without guest metrics.
+        `metrics`: the guest-metrics ref of a VM record just read (one request
+        fewer; a ref that is gone meanwhile is looked up again)."""
+        if metrics and metrics != NULL_REF:
+            try:
+                return cast(Dict[str, str], self.call("VM_guest_metrics.get_networks", metrics))
+            except errors.XAPIError as exc:
+                if not exc.gone:
+                    raise
         metrics = self.call("VM.get_guest_metrics", vm_ref)
         if not metrics or metrics == NULL_REF:
             return None
