@@ -10,16 +10,19 @@ Kept apart from plugin.py so that calls that don't need Docker (register,
 deregister, forwarding to another host, the warm path) never import the Docker
 SDK and paramiko, which take about half a second to load.
 
-A direct call is a process of its own that connects once: the Docker SDK and
-the operations' encoders (about a third of its time) load in a thread while
-this one reads the VM from XAPI, connects over SSH and starts the bridge to
-the engine, which is mostly waiting for the guest.
+A direct call is a process of its own that connects once. Its imports are
+about half its time and connecting is mostly waiting (for XAPI, then for the
+guest's sshd and the bridge's start), so paramiko, then the Docker SDK and the
+operations' encoders, load in a thread (preload) while this one reads the VM
+and the pool key from XAPI, connects over SSH and starts the bridge to the
+engine.
 """
 
 import functools
 import importlib
 import logging
 import os
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Dict, Optional
@@ -43,10 +46,11 @@ log = logging.getLogger(__name__)
 CALL_DEADLINE = 50.0
 
 
-# What a direct call imports while it connects: all that the Docker SDK and
-# the reply's encoding need beyond the connection itself.
-PRELOADED = ("xscontainer.docker_api", "xscontainer.transport.sshbridge",
-             "xscontainer.operations.implementation")
+# What a direct call imports in its preload thread, in this order: paramiko
+# (needed once the VM and the pool key are read from XAPI), then the Docker
+# SDK, requests and the reply's encoders (needed once connected).
+PRELOADED = ("xscontainer.transport.ssh", "xscontainer.docker_api",
+             "xscontainer.transport.sshbridge", "xscontainer.operations.implementation")
 
 
 def preload() -> None:
@@ -61,6 +65,10 @@ def preload() -> None:
             except Exception:  # reported by the import that needs it
                 return
 
+    # While it imports, a thread that the guest or XAPI woke waits for the GIL
+    # up to the switch interval (5 ms by default) at each of the connection's
+    # dozen round trips; this process makes no other use of threads.
+    sys.setswitchinterval(0.001)
     threading.Thread(target=run, name="xscontainer-preload", daemon=True).start()
 
 

@@ -20,12 +20,14 @@ from xscontainer import log as xlog
 from xscontainer.apiversions import VersionCache
 from xscontainer.transport import SSH_PORT, Material, Timeouts, tlscontext
 from xscontainer.transport import base as transport_base
-from xscontainer.transport import ssh as ssh_transport
 from xscontainer.xapi import NULL_REF, Xapi
 
-if TYPE_CHECKING:  # imported when a client is made: loading the Docker SDK can then
-    # overlap connecting (containers.py)
+if TYPE_CHECKING:  # imported when needed: a plugin call loads paramiko and the Docker
+    # SDK in a thread while it reads the VM from XAPI and connects (containers.py)
+    from paramiko import PKey
+
     from xscontainer.docker_api import DockerClient
+    from xscontainer.transport.ssh import SSHSession
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +123,7 @@ class Guest:
     def docker_socket(self) -> Optional[str]:
         """The Docker socket other-config names (checked), or None: detected in the guest."""
         value = self.other_config.get(xapi_keys.DOCKER_SOCKET, "").strip()
-        return ssh_transport.check_socket_path(value, self.where) if value else None
+        return transport_base.check_socket_path(value, self.where) if value else None
 
     @property
     def username(self) -> str:
@@ -164,13 +166,26 @@ class Guest:
 
     # -- reaching the guest -------------------------------------------------------
 
-    def ssh(self, timeouts: Optional[Timeouts] = None) -> ssh_transport.SSHSession:
+    def ssh(self, timeouts: Optional[Timeouts] = None) -> "SSHSession":
         """An authenticated SSH session, the host key pinned or checked."""
         timeouts = timeouts or Timeouts()
         docker_socket = self.docker_socket  # refused before connecting
         addresses = self.addresses()
-        pkey = ssh_transport.load_private_key(poolkey.private_key(self.xapi))
-        sock, address = transport.connect_first(addresses, SSH_PORT, timeouts.connect)
+        private_key = poolkey.private_key(self.xapi)
+        # Connected before paramiko is needed (a plugin call is still loading it:
+        # containers.py), so the guest's sshd starts its side meanwhile.
+        try:
+            sock, address = transport.connect_first(addresses, SSH_PORT, timeouts.connect)
+        except BaseException:
+            self._load_key(private_key)  # a broken pool key is reported first
+            raise
+        try:
+            pkey = self._load_key(private_key)
+        except BaseException:
+            sock.close()
+            raise
+        from xscontainer.transport import ssh as ssh_transport  # noqa: PLC0415 (see TYPE_CHECKING)
+
         pinned = self.other_config.get(xapi_keys.SSH_HOST_KEY, "").strip() or None
         session = ssh_transport.SSHSession.open(
             sock, address, self.username, pkey, pinned, self.uuid, timeouts
@@ -184,6 +199,12 @@ class Guest:
                 raise
         return session
 
+    @staticmethod
+    def _load_key(private_key: str) -> "PKey":
+        from xscontainer.transport import ssh as ssh_transport  # noqa: PLC0415 (see TYPE_CHECKING)
+
+        return ssh_transport.load_private_key(private_key)
+
     def pin_host_key(self, key_b64: str) -> None:
         """Record the guest's SSH host key (xscontainer-prepare-vm pins at its first login)."""
         self._pin_host_key(key_b64)
@@ -195,6 +216,8 @@ class Guest:
         # pinned concurrently by another process: it must be the same key
         pinned = self.xapi.vm_other_config(self.ref).get(xapi_keys.SSH_HOST_KEY, "").strip()
         if pinned != key_b64:
+            from xscontainer.transport import ssh as ssh_transport  # noqa: PLC0415
+
             raise ssh_transport.hostkey_mismatch(self.uuid, "its address")
 
     def version_key(self) -> str:

@@ -8,15 +8,15 @@ Creation is race-free across hosts and processes: whoever first adds the
 private-key uuid to pool other-config (add_to_other_config fails with
 MAP_DUPLICATE_KEY for everyone else) owns the pair; losers destroy their secrets
 and use the winner's. The original could end with two keys and orphaned secrets.
+
+cryptography is imported where a key is made or read (a plugin call loads it,
+with paramiko, in a thread while it reads the secret: containers.py).
 """
 
 import logging
 import socket
 import time
 from typing import Optional, Tuple
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from xscontainer import errors, xapi_keys
 from xscontainer.xapi import Xapi
@@ -30,6 +30,9 @@ CLAIM_WAIT = 30.0
 
 def generate() -> Tuple[str, str]:
     """A new RSA key pair: (PEM private key, `ssh-rsa AAAA... comment` line)."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 (see the module's doc)
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -43,6 +46,8 @@ def generate() -> Tuple[str, str]:
 
 
 def public_line_from_private(private_pem: str) -> str:
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+
     key = serialization.load_pem_private_key(private_pem.encode("ascii"), password=None)
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from xscontainer.transport import ssh
+from xscontainer.transport import base, ssh
 
 
 @pytest.fixture
@@ -113,5 +113,5 @@ def test_no_tool_says_what_to_install(guest):
 @pytest.mark.parametrize("bad", ["relative/path", "/a b", "/x;reboot", "/$(id)", "/" + "a" * 300])
 def test_a_setting_that_is_not_a_plain_path_is_refused(bad):
     with pytest.raises(ssh.errors.InvalidArgument) as exc:
-        ssh.check_socket_path(bad, "VM x")
+        base.check_socket_path(bad, "VM x")
     assert "xscontainer-docker-socket" in exc.value.message

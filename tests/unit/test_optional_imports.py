@@ -78,28 +78,41 @@ def test_the_bundled_and_required_libraries_do_not_pull_optional_modules_in():
 
 
 # What a direct plugin call loads in its preload thread (containers.PRELOADED)
-# while it connects: nothing that connecting needs may pull them in first.
-LOADED_WHILE_CONNECTING = ("requests", "urllib3", "docker", "charset_normalizer", "idna")
+# while it reads XAPI and connects: the modules that read XAPI must not pull
+# any of them in, and connecting (ssh.py) needs paramiko only.
+SSH_LIBRARIES = ("paramiko", "cryptography", "nacl", "bcrypt")
+HTTP_LIBRARIES = ("requests", "urllib3", "docker", "charset_normalizer", "idna", "certifi")
 
 
-def test_connecting_over_ssh_loads_neither_requests_nor_the_docker_sdk():
+def _roots(modules: set, roots: tuple) -> list:
+    return sorted(m for m in modules if m.split(".")[0] in roots)
+
+
+def test_reading_the_vm_and_the_pool_key_loads_no_ssh_nor_http_library():
     modules = _imported_after(
         "import xscontainer.plugin, xscontainer.containers, xscontainer.guest\n"
-        "import xscontainer.transport.ssh, xscontainer.apiversions, xscontainer.poolkey")
-    assert "paramiko" in modules and "xscontainer.transport.ssh" in modules
-    found = sorted(m for m in modules if m.split(".")[0] in LOADED_WHILE_CONNECTING)
-    assert found == [], "connecting imports %s" % found
+        "import xscontainer.apiversions, xscontainer.poolkey, xscontainer.transport")
+    assert "xscontainer.guest" in modules
+    assert _roots(modules, SSH_LIBRARIES + HTTP_LIBRARIES) == []
+    assert "xscontainer.transport.ssh" not in modules
     assert "xscontainer.transport.tls" not in modules  # TLS mode's, loaded when used
 
 
-def test_the_preload_thread_loads_the_docker_sdk_and_the_encoders():
+def test_connecting_over_ssh_loads_neither_requests_nor_the_docker_sdk():
+    modules = _imported_after("import xscontainer.guest, xscontainer.transport.ssh")
+    assert "paramiko" in modules
+    assert _roots(modules, HTTP_LIBRARIES) == []
+
+
+def test_the_preload_thread_loads_paramiko_the_docker_sdk_and_the_encoders():
     modules = _imported_after(
-        "import sys, threading\n"
+        "import threading\n"
         "from xscontainer import containers\n"
         "containers.preload()\n"
         "for t in threading.enumerate():\n"
         "    if t.name == 'xscontainer-preload':\n"
         "        t.join(60)\n")
-    assert {"docker", "requests", "xscontainer.docker_api", "xscontainer.xmlenc",
+    assert {"paramiko", "docker", "requests", "xscontainer.transport.ssh",
+            "xscontainer.docker_api", "xscontainer.xmlenc",
             "xscontainer.operations.implementation", "xscontainer.transport.sshbridge"} - \
         modules == set()

@@ -100,7 +100,7 @@ def run(console: Console, xapi: Xapi, vm_uuid: str, username: str,
     password secret is destroyed whatever happens."""
     try:
         if docker_socket:
-            ssh_transport.check_socket_path(docker_socket, "--docker-socket")
+            transport.base.check_socket_path(docker_socket, "--docker-socket")
         guest = common.running_guest(xapi, vm_uuid)
         guest.addresses()
         console.say("Preparing %s for container management over SSH as user %s." % (

@@ -17,13 +17,14 @@ import heapq
 import ipaddress
 import itertools
 import os
+import re
 import selectors
 import socket
 import threading
 import time
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple, cast
 
-from xscontainer import errors, paths
+from xscontainer import errors, paths, xapi_keys
 
 SSH_PORT = 22
 TLS_PORT = 2376  # Docker's mutual-TLS endpoint
@@ -40,6 +41,23 @@ DEFAULT_MAX_JSON_VALUES = 400000
 # (XSCONTAINER_REQUEST_DEADLINE in the environment overrides it).
 DEFAULT_REQUEST_DEADLINE = 20.0
 REQUEST_DEADLINE_ENV = "XSCONTAINER_REQUEST_DEADLINE"
+
+
+# A Docker socket path in the guest, as other-config xscontainer-docker-socket
+# names it (checked before it goes into the bridge's shell command: ssh.py).
+_SOCKET_RE = re.compile(r"\A/[A-Za-z0-9._/@:+-]{1,254}\Z")
+
+
+def check_socket_path(path: str, where: str = "the VM") -> str:
+    """A Docker socket path from other-config, checked (InvalidArgument otherwise)."""
+    if not _SOCKET_RE.match(path):
+        raise errors.InvalidArgument(
+            "%s has other-config %s=%.300r, which is not an absolute path of a unix socket "
+            "(letters, digits and ._/@:+- only). Fix it with 'xe vm-param-set uuid=<vm> "
+            "other-config:%s=/var/run/docker.sock', or remove the key to let xscontainer "
+            "find the socket." % (where, xapi_keys.DOCKER_SOCKET, path, xapi_keys.DOCKER_SOCKET))
+    return path
+
 
 
 def request_deadline_default() -> float:

@@ -19,7 +19,6 @@ import base64
 import collections
 import io
 import logging
-import re
 import shlex
 import socket
 import struct
@@ -58,7 +57,6 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 # rootless Docker. The first the user may read and write is used; when there is
 # none, the system socket (whose error then says why).
 ROOTLESS_SOCKETS = ("/run/user/$u/podman/podman.sock", "/run/user/$u/docker.sock")
-_SOCKET_RE = re.compile(r"\A/[A-Za-z0-9._/@:+-]{1,254}\Z")
 # Sets $s to the socket to use (shell builtins only, but for `id -u` when the
 # system socket cannot be used), $o to "override" when the VM names it.
 _CHOOSE = (
@@ -84,17 +82,6 @@ _BRIDGE = (
     "else echo \"xscontainer: the VM has neither socat, ncat, podman nor the docker CLI to "
     "reach $s\" >&2; exit 127; fi"
 )
-
-
-def check_socket_path(path: str, where: str = "the VM") -> str:
-    """A Docker socket path from other-config, checked (InvalidArgument otherwise)."""
-    if not _SOCKET_RE.match(path):
-        raise errors.InvalidArgument(
-            "%s has other-config %s=%.300r, which is not an absolute path of a unix socket "
-            "(letters, digits and ._/@:+- only). Fix it with 'xe vm-param-set uuid=<vm> "
-            "other-config:%s=/var/run/docker.sock', or remove the key to let xscontainer "
-            "find the socket." % (where, xapi_keys.DOCKER_SOCKET, path, xapi_keys.DOCKER_SOCKET))
-    return path
 
 
 def choose_socket_script(override: Optional[str] = None, system: str = DOCKER_SOCKET,
