@@ -547,6 +547,11 @@ class EventStream:
     def ended(self) -> bool:
         return bool(self._body.ended)
 
+    @property
+    def closed(self) -> bool:
+        """The connection under the stream is closed (the next read ends it)."""
+        return bool(getattr(self._body, "closed", False))
+
     def read(self) -> List[Dict[str, Any]]:
         try:
             lines = self._lines.feed(self._body.read_available())

@@ -72,3 +72,20 @@ def test_a_failing_stream_or_member_does_not_stop_the_others():
     assert reader.streams == 2
     for writing in (bad_w, good_w, buggy_w):
         writing.close()
+
+
+def test_a_stream_closed_without_a_word_from_its_descriptor_is_found_by_the_sweep():
+    reader = EventReader(sweep_seconds=0.2)
+    (quiet, quiet_w), (other, other_w) = pair(), pair()
+    quiet_m, other_m = Member(), Member()
+    reader.add(quiet, quiet_m)
+    reader.add(other, other_m)
+    wait_for(lambda: reader.streams == 2)
+    # its descriptor closed outright: the selector forgets it and says nothing
+    quiet._response.close()
+    wait_for(lambda: quiet_m.ended == [None], timeout=3)
+    assert reader.streams == 1 and other_m.ended == []
+    send(other_w, "start")
+    wait_for(lambda: len(other_m.events) == 1)
+    for writing in (quiet_w, other_w):
+        writing.close()

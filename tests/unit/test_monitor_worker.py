@@ -91,6 +91,10 @@ class SocketBody:
     def fileno(self) -> int:
         return self.sock.fileno()
 
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() < 0
+
     def read_available(self) -> bytes:
         try:
             data = self.sock.recv(65536)

@@ -9,9 +9,13 @@ per stream at a time, so a guest that floods its stream cannot starve the
 others) and hands each event to its member, which only notes what the event
 made stale; refreshing happens on the shared Ticker. When a stream ends, fails
 or is closed (the member closed its client), the member is told once and the
-stream is dropped.
+stream is dropped. Closing a channel normally makes its descriptor readable;
+one closed in a way that does not (its descriptor closed with it, which the
+selector then forgets silently) is found by a sweep every SWEEP_SECONDS, so
+a VM can never be left waiting on a stream that is gone.
 
-A member has `stream_event(stream, message)` and `stream_ended(stream, error)`
+A stream has fileno(), read(), `ended` and `closed`. A member has
+`stream_event(stream, message)` and `stream_ended(stream, error)`
 (error None: the stream ended cleanly); both must return at once.
 """
 
@@ -19,6 +23,7 @@ import logging
 import os
 import selectors
 import threading
+import time
 from typing import Any, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
@@ -27,8 +32,14 @@ Member = Any
 Stream = Any
 
 
+# How often the streams are checked for a closed connection whose descriptor
+# said nothing.
+SWEEP_SECONDS = 5.0
+
+
 class EventReader:
-    def __init__(self) -> None:
+    def __init__(self, sweep_seconds: float = SWEEP_SECONDS) -> None:
+        self.sweep_seconds = sweep_seconds
         self._lock = threading.Lock()
         self._added: List[Tuple[Stream, Member]] = []
         self._thread: Optional[threading.Thread] = None
@@ -56,12 +67,21 @@ class EventReader:
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, None)
+        swept = time.monotonic()
         while True:
-            for key, _mask in selector.select():
+            for key, _mask in selector.select(self.sweep_seconds):
                 if key.data is None:
                     self._take_added(selector)
                 else:
                     self._read(selector, *key.data)
+            if time.monotonic() - swept >= self.sweep_seconds:
+                swept = time.monotonic()
+                self._sweep(selector)
+
+    def _sweep(self, selector: selectors.BaseSelector) -> None:
+        for key in list(selector.get_map().values()):
+            if key.data is not None and key.data[0].closed:
+                self._read(selector, *key.data)  # ends it
 
     def _take_added(self, selector: selectors.BaseSelector) -> None:
         try:

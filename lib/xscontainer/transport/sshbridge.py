@@ -86,6 +86,11 @@ class ChannelBody:
     def fileno(self) -> int:
         return int(self._chan.fileno())
 
+    @property
+    def closed(self) -> bool:
+        """The channel is closed (read_available() then ends the body)."""
+        return bool(self._chan.closed)
+
     def read_available(self) -> bytes:
         data, self._leftover = self._leftover, b""
         while len(data) < self.READ_BYTES and self._chan.recv_ready():
