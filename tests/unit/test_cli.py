@@ -3,6 +3,9 @@ logs -f's de-duplication, exit statuses. (It runs against the lab's dom0 in
 tests/integration/test_console.py.)"""
 
 import calendar
+import os
+import signal
+import time
 from typing import Any, Dict, List
 
 import pytest
@@ -173,6 +176,31 @@ def test_follow_prints_each_line_once_and_stops_on_ctrl_c(
     assert [c.get("since") for c in pool.calls[1:]] == [
         str(base + 2), str(base + 3), str(base + 3), str(base + 4)]
     assert pool.calls[1]["tail"] == follow.MAX_TAIL
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_follow_stops_on_a_signal_whose_exception_was_swallowed(signum: int) -> None:
+    """The handler's exception can land in a finalizer, which swallows it: the
+    loop still stops after that poll."""
+
+    class Swallowing(_Pool):
+        def plugin(self, fn: str, args: Dict[str, str]) -> str:
+            self.calls.append(dict(args))
+            if len(self.calls) == 2:
+                try:
+                    os.kill(os.getpid(), signum)
+                    time.sleep(1)  # the handler runs here...
+                except BaseException:
+                    pass
+            if len(self.calls) > 5:
+                raise AssertionError("still polling after the signal")
+            return ""
+
+    before = signal.getsignal(signum)
+    pool = Swallowing([])
+    assert follow.Follower(pool, {}, False, 0.001).run() == exits.OK
+    assert len(pool.calls) == 2
+    assert signal.getsignal(signum) == before  # put back
 
 
 def test_follow_keeps_timestamps_with_t(capsys: pytest.CaptureFixture) -> None:

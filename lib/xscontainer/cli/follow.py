@@ -4,7 +4,11 @@ The plugin answers one request at a time, so following is polling: each poll
 asks get_logs for the lines since the second of the last line printed, with
 Docker's timestamps, and prints those not printed yet (a line is known by its
 timestamp and text). Without -t the timestamps are taken off again. Ctrl-C
-(or SIGTERM) ends it cleanly with status 0, between or during polls.
+(or SIGTERM) ends it cleanly with status 0, between or during polls. The
+signal also sets a flag the loop checks after each step: an exception a
+signal handler raises is lost when it lands in a finalizer (Python reports
+it as "ignored"), which the XAPI client's responses run at every poll, so a
+Ctrl-C must not depend on it alone.
 """
 
 import calendar
@@ -38,12 +42,8 @@ def stamp(line: str) -> Optional[Tuple[Key, str]]:
     return (seconds, int(fraction.ljust(9, "0"))), line[match.end():]
 
 
-class _Stop(Exception):
+class _Stop(BaseException):  # not an Exception: no `except Exception` may stop it
     pass
-
-
-def _on_term(_signum: int, _frame: Any) -> None:
-    raise _Stop()
 
 
 class Follower:
@@ -55,17 +55,29 @@ class Follower:
         self.interval = interval
         self.last: Optional[Key] = None
         self.seen: Set[str] = set()  # the lines printed with timestamp `last`
+        self.stopped = False  # a Ctrl-C or SIGTERM came
 
     def run(self) -> int:
-        previous = signal.signal(signal.SIGTERM, _on_term)
+        self.stopped = False
+
+        def stop(_signum: int, _frame: Any) -> None:
+            self.stopped = True
+            raise _Stop()
+
+        previous = {signum: signal.signal(signum, stop)
+                    for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
-            while True:
+            while not self.stopped:
                 self.poll()
+                if self.stopped:
+                    break
                 time.sleep(self.interval)
         except (KeyboardInterrupt, _Stop):
-            return exits.OK
+            pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return exits.OK
 
     def poll(self) -> None:
         if self.last is not None:
