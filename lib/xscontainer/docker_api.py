@@ -400,20 +400,17 @@ class DockerClient:
         Returns when the stream ends or close() is called from another thread.
         """
         stream = self._call("stream its events", self._api.events, filters=filters, decode=False)
-        pending = b""
+        lines = LineSplitter(max_event_bytes)
         try:
             for chunk in stream:
-                pending += chunk
-                while b"\n" in pending:
-                    line, _, pending = pending.partition(b"\n")
+                for line in lines.feed(chunk):
                     if line.strip():
                         yield _decode_event(line)
-                if len(pending) > max_event_bytes:
-                    raise errors.ResponseTooLarge(
-                        "A Docker event from %s exceeded %d bytes." % (self.where, max_event_bytes)
-                    )
-            if pending.strip():
-                yield _decode_event(pending)
+            rest = lines.rest()
+            if rest.strip():
+                yield _decode_event(rest)
+        except errors.ResponseTooLarge as exc:
+            raise _event_too_large(self.where, max_event_bytes) from exc
         except errors.XSContainerError:
             raise
         except Exception as exc:  # the stream's failure modes vary by SDK/urllib3 release
@@ -558,9 +555,7 @@ class EventStream:
             if self._body.ended:
                 lines.append(self._lines.rest())
         except errors.ResponseTooLarge as exc:
-            raise errors.ResponseTooLarge(
-                "A Docker event from %s exceeded %d bytes." % (self.where, self.max_event_bytes)
-            ) from exc
+            raise _event_too_large(self.where, self.max_event_bytes) from exc
         except errors.MalformedReply as exc:
             raise errors.MalformedReply(
                 "Docker in %s sent a malformed event stream: %s." % (self.where, exc.message)
@@ -580,6 +575,11 @@ class EventStream:
 def _is_state_conflict(exc: errors.DockerError) -> bool:
     return exc.status == _CONFLICT or (
         exc.status == 500 and _STATE_IMPROPER.search(exc.docker_message) is not None)
+
+
+def _event_too_large(where: str, max_event_bytes: int) -> errors.ResponseTooLarge:
+    return errors.ResponseTooLarge(
+        "A Docker event from %s exceeded %d bytes." % (where, max_event_bytes))
 
 
 def _decode_event(line: bytes) -> Dict[str, Any]:

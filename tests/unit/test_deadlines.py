@@ -7,12 +7,7 @@ import time
 from xscontainer.transport import adapter as adapter_mod
 from xscontainer.transport import base
 
-
-def wait_for(check, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+from .test_monitor_ticker import wait_for
 
 
 def test_a_watch_fires_at_its_deadline_and_aborts_its_request():
