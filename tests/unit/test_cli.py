@@ -178,6 +178,21 @@ def test_follow_prints_each_line_once_and_stops_on_ctrl_c(
     assert pool.calls[1]["tail"] == follow.MAX_TAIL
 
 
+def test_follow_prints_a_line_logged_after_a_later_stamped_one(
+        capsys: pytest.CaptureFixture) -> None:
+    """stdout and stderr are copied into Docker's log separately: a stdout line
+    can land after a stderr line stamped later. It is printed once all the same."""
+    t = "2026-12-02T07:53:%02d.%sZ "
+    pool = _Pool([
+        t % (1, "1") + "out 1\n" + t % (1, "3") + "err 2\n",
+        # out 2 (stamped before err 2) reached the log after the first poll
+        t % (1, "1") + "out 1\n" + t % (1, "3") + "err 2\n" + t % (1, "2") + "out 2\n",
+        t % (1, "2") + "out 2\n" + t % (2, "0") + "out 3\n",
+    ])
+    assert follow.Follower(pool, {}, False, 0.001).run() == exits.OK
+    assert capsys.readouterr().out == "out 1\nerr 2\nout 2\nout 3\n"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_follow_stops_on_a_signal_whose_exception_was_swallowed(signum: int) -> None:
     """The handler's exception can land in a finalizer, which swallows it: the

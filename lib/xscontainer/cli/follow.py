@@ -15,7 +15,7 @@ import calendar
 import re
 import signal
 import time
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from xscontainer.cli import exits, tables
 
@@ -54,7 +54,10 @@ class Follower:
         self.timestamps = timestamps
         self.interval = interval
         self.last: Optional[Key] = None
-        self.seen: Set[str] = set()  # the lines printed with timestamp `last`
+        # the lines printed that a later poll can return again, with their second
+        # (a line is known by its timestamp and text; stdout and stderr lines
+        # reach Docker's log in an order their timestamps need not follow)
+        self.seen: Dict[str, int] = {}
         self.stopped = False  # a Ctrl-C or SIGTERM came
 
     def run(self) -> int:
@@ -94,13 +97,16 @@ class Follower:
                     out.append(line)
                 continue
             key, text = parsed
-            if self.last is not None:
-                if key < self.last or (key == self.last and line in self.seen):
-                    continue
-            if key != self.last:
+            if line in self.seen:
+                continue
+            self.seen[line] = key[0]
+            if self.last is None or key > self.last:
                 self.last = key
-                self.seen = set()
-            self.seen.add(line)
             out.append(line if self.timestamps else text)
+        if self.last is not None:
+            # the next poll returns the lines from the last one's second on:
+            # only those can come back
+            self.seen = {seen: second for seen, second in self.seen.items()
+                         if second >= self.last[0]}
         if out:
             tables.write("\n".join(out) + "\n")
