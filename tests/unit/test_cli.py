@@ -193,6 +193,16 @@ def test_follow_prints_a_line_logged_after_a_later_stamped_one(
     assert capsys.readouterr().out == "out 1\nerr 2\nout 2\nout 3\n"
 
 
+def test_follow_never_prints_what_n_left_out(capsys: pytest.CaptureFixture) -> None:
+    t = "2026-12-02T07:53:01.%dZ line %d\n"
+    pool = _Pool([
+        t % (8, 8) + t % (9, 9),  # -n 2
+        "".join(t % (n, n) for n in range(1, 10)),  # the whole second, as `since` gives it
+    ])
+    assert follow.Follower(pool, {"tail": "2"}, False, 0.001).run() == exits.OK
+    assert capsys.readouterr().out == "line 8\nline 9\n"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_follow_stops_on_a_signal_whose_exception_was_swallowed(signum: int) -> None:
     """The handler's exception can land in a finalizer, which swallows it: the

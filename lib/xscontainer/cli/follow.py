@@ -58,6 +58,7 @@ class Follower:
         # (a line is known by its timestamp and text; stdout and stderr lines
         # reach Docker's log in an order their timestamps need not follow)
         self.seen: Dict[str, int] = {}
+        self.floor: Optional[Key] = None  # the oldest line the first poll printed
         self.stopped = False  # a Ctrl-C or SIGTERM came
 
     def run(self) -> int:
@@ -97,12 +98,16 @@ class Follower:
                     out.append(line)
                 continue
             key, text = parsed
-            if line in self.seen:
+            if line in self.seen or (self.floor is not None and key < self.floor):
                 continue
             self.seen[line] = key[0]
             if self.last is None or key > self.last:
                 self.last = key
             out.append(line if self.timestamps else text)
+        if self.floor is None and self.seen:
+            # what the first poll printed starts the output: older lines (those
+            # -n left out) are never printed, whatever a later poll returns
+            self.floor = min(stamp(line)[0] for line in self.seen)  # type: ignore[index]
         if self.last is not None:
             # the next poll returns the lines from the last one's second on:
             # only those can come back
