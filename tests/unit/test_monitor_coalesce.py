@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from xscontainer.monitor.coalesce import Backoff, Coalescer
+from xscontainer.monitor.coalesce import Backoff, ChangesUnderWay, Coalescer
 
 PS, INFO = "docker_ps", "docker_info"
 
@@ -197,6 +197,118 @@ def test_refreshes_of_a_busy_vm_are_at_least_min_interval_apart():
     assert all(b - a >= 1.0 - 1e-9 for a, b in zip(taken, taken[1:]))
 
 
+def test_changes_under_way_follow_each_container_until_its_completing_event():
+    changes = ChangesUnderWay(window=30.0, limit=3)
+    assert changes.until() is None
+    changes.note("a", 1.0, settle=True)  # create
+    changes.note("b", 2.0, settle=True)  # create
+    assert len(changes) == 2 and changes.until() == pytest.approx(32.0)
+    changes.note("b", 2.5, settle=False)  # its start
+    assert len(changes) == 1 and changes.until() == pytest.approx(31.0)
+    changes.note("c", 3.0, settle=False)  # an event of another container changes nothing
+    changes.note("", 3.0, settle=True)  # nor one that names no container
+    assert len(changes) == 1
+    changes.note("a", 4.0, settle=True)  # its kill after all: followed from then on
+    assert changes.until() == pytest.approx(34.0)
+    for name in "defg":  # more than `limit`: the oldest is forgotten
+        changes.note(name, 5.0, settle=True)
+    assert len(changes) == 3
+    changes.note("x", 35.0, settle=False)  # every change began more than `window` ago
+    assert len(changes) == 0 and changes.until() is None
+    changes.note("y", 36.0, settle=True)
+    changes.clear()
+    assert changes.until() is None
+    with pytest.raises(ValueError):
+        ChangesUnderWay(window=0)
+
+
+def burst_timeline(seed, count=50, span=8.5):
+    """A burst of `docker run` as a Docker engine gives it: every create within
+    0.6 s, then the starts one by one over `span` seconds, with pauses between
+    them up to a second (longer than quiet, as long as max_delay)."""
+    rng = random.Random(seed)
+    creates = sorted(rng.uniform(0.0, 0.6) for _ in range(count))
+    gaps = [rng.choice((0.01, 0.05, 0.2, 0.4, 1.0)) for _ in range(count)]
+    scale = (span - 1.0) / sum(gaps)
+    starts, t = [], 1.0
+    for gap in gaps:
+        t += gap * scale
+        starts.append(t)
+    order = list(range(count))
+    rng.shuffle(order)
+    events = [(t, "c%d" % i, True) for i, t in enumerate(creates)]
+    events += [(t, "c%d" % i, False) for i, t in zip(order, starts)]
+    return sorted(events)
+
+
+def run_burst(events, changes, refresh_cost=0.08, step=0.001, **timing):
+    """A worker that reads the guest's state when the coalescer says so: the
+    refresh times, and what the last one saw."""
+    c = Coalescer(changes=changes, **timing)
+    taken, seen, i, t = [], 0, 0, 0.0
+    while t <= events[-1][0] + 5.0:
+        while i < len(events) and events[i][0] <= t:
+            at, container, settle = events[i]
+            if changes is not None:
+                changes.note(container, at, settle)
+            c.note([PS], at, settle)
+            i += 1
+        if c.take(t):
+            taken.append(t)
+            seen = i
+            t += refresh_cost
+        t = round(t + step, 6)
+    return taken, seen
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_burst_is_refreshed_every_busy_delay_then_once_its_last_container_started(seed):
+    events = burst_timeline(seed)
+    timing = dict(quiet=0.15, max_delay=1.0, min_interval=1.0, busy_delay=2.0)
+    taken, seen = run_burst(events, ChangesUnderWay(), **timing)
+    without, _seen = run_burst(events, None, **timing)
+    last = events[-1][0]
+    assert seen == len(events)  # the last refresh saw the final state
+    assert taken[-1] - last <= 1.0 + 1e-6  # within min_interval of the last start
+    # while containers wait for their start, refreshes come busy_delay apart
+    during = [t for t in taken if t < last]
+    assert all(b - a >= 2.0 - 1e-6 for a, b in zip(during, during[1:]))
+    assert len(taken) <= math.ceil(last / 2.0) + 1
+    # the pauses between starts alone would refresh it about once a second
+    assert len(without) >= len(taken) + 2
+
+
+def test_a_single_run_is_refreshed_quiet_after_its_start_when_nothing_else_is_under_way():
+    changes = ChangesUnderWay()
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0, busy_delay=2.0, changes=changes)
+    changes.note("a", 0.0, settle=True)
+    c.note([PS], 0.0, settle=True)  # create
+    assert c.due_at() == pytest.approx(5.0)  # settle_max, as without `changes`
+    changes.note("a", 0.6, settle=False)
+    c.note([PS], 0.6)  # its start: nothing under way any more
+    assert c.due_at() == pytest.approx(0.75)
+
+
+def test_a_container_left_created_slows_other_refreshes_only_within_its_window():
+    changes = ChangesUnderWay(window=30.0)
+    c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0, busy_delay=2.0, changes=changes)
+    changes.note("left", 0.0, settle=True)  # `docker create` alone
+    c.note([PS], 0.0, settle=True)
+    assert c.take(5.0) == frozenset([PS])
+    changes.note("web", 10.0, settle=False)
+    c.note([PS], 10.0)  # `docker stop web` while "left" may still start
+    assert c.due_at() == pytest.approx(12.0)  # busy_delay, not quiet
+    assert c.take(12.0) == frozenset([PS])
+    changes.note("web", 29.5, settle=False)
+    c.note([PS], 29.5)
+    # the window ends at 30.0: then max_delay bounds it as usual
+    assert c.due_at() == pytest.approx(30.0)
+    assert c.take(30.0) == frozenset([PS])
+    changes.note("web", 40.0, settle=False)
+    c.note([PS], 40.0)
+    assert c.due_at() == pytest.approx(40.15)  # quiet again
+
+
 def test_take_all_with_a_time_counts_as_a_refresh():
     c = Coalescer(quiet=0.15, max_delay=1.0, min_interval=1.0)
     c.note([PS], 0.0)
@@ -214,6 +326,8 @@ def test_quiet_cannot_exceed_max_delay():
         Coalescer(quiet=2.0, max_delay=1.0)
     with pytest.raises(ValueError):
         Coalescer(min_interval=-1.0)
+    with pytest.raises(ValueError):
+        Coalescer(busy_delay=-1.0)
 
 
 def test_take_all_ignores_timing():
@@ -235,3 +349,12 @@ def test_backoff_rejects_nonsense():
         Backoff(0, 1)
     with pytest.raises(ValueError):
         Backoff(5, 1)
+
+
+def test_the_monitor_takes_the_busy_delay_from_its_command_line_or_environment(monkeypatch):
+    from xscontainer.monitor import options  # noqa: PLC0415
+
+    assert options.parse([]).busy_delay == 2.0
+    assert options.parse(["--busy-delay", "3.5"]).busy_delay == 3.5
+    monkeypatch.setenv("XSCONTAINER_MONITOR_BUSY_DELAY", "0.5")
+    assert options.parse([]).busy_delay == 0.5

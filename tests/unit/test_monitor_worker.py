@@ -262,6 +262,40 @@ def test_publishes_all_three_then_follows_events_coalesced(make, engine, publish
     assert w.status()["events"] == 100
 
 
+def container_event(action: str, name: str) -> Dict[str, Any]:
+    return {"Type": "container", "Action": action, "Actor": {"ID": name}}
+
+
+def test_a_burst_waits_for_its_last_created_container_to_start(make, engine, publisher):
+    w = make(min_interval=0.0, busy_delay=60.0)
+    wait_for(lambda: w.status()["state"] == "connected")
+    ps_before = engine.calls.count("ps")
+    engine.containers |= {"a", "b"}
+    for event in (container_event("create", "a"), container_event("create", "b"),
+                  container_event("attach", "b"),  # changes nothing, completes nothing
+                  container_event("start", "a")):
+        engine.events.put(event)
+    wait_for(lambda: w.status()["events"] == 4)
+    time.sleep(0.6)  # past quiet and max_delay: "b" is still to start
+    assert engine.calls.count("ps") == ps_before
+    engine.events.put(container_event("start", "b"))
+    wait_for(lambda: engine.calls.count("ps") == ps_before + 1)
+    assert publisher.values["docker_ps"].count("<entry>") == 2
+
+
+def test_a_new_connection_forgets_the_changes_under_way_of_the_old(make, engine, publisher):
+    w = make(min_interval=0.0, busy_delay=60.0)
+    wait_for(lambda: w.status()["state"] == "connected")
+    engine.events.put(container_event("create", "never-started"))
+    wait_for(lambda: w.status()["events"] == 1)
+    engine.events.put(None)  # the stream ends: a new connection
+    wait_for(lambda: engine.connects == 2 and w.status()["state"] == "connected")
+    ps_before = engine.calls.count("ps")
+    engine.start("web")
+    # published quiet after its start, not busy_delay after
+    wait_for(lambda: engine.calls.count("ps") > ps_before, timeout=10)
+
+
 def test_a_newly_pinned_key_does_not_reconnect_but_a_changed_one_does(make, engine):
     w = make()
     wait_for(lambda: w.status()["state"] == "connected")

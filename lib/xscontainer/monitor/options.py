@@ -20,6 +20,7 @@ class Settings:
                  quiet: float = coalesce.DEFAULT_QUIET,
                  max_delay: float = coalesce.DEFAULT_MAX_DELAY,
                  min_interval: float = coalesce.DEFAULT_MIN_INTERVAL,
+                 busy_delay: float = coalesce.DEFAULT_BUSY_DELAY,
                  backoff_first: float = 2.0, backoff_cap: float = 60.0,
                  event_timeout: float = 30.0, control: bool = True,
                  sweep_delay: float = 30.0, stop_timeout: float = 4.0,
@@ -30,6 +31,7 @@ class Settings:
         self.quiet = quiet
         self.max_delay = max_delay
         self.min_interval = min_interval
+        self.busy_delay = busy_delay
         self.backoff_first = backoff_first
         self.backoff_cap = backoff_cap
         self.event_timeout = event_timeout
@@ -85,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
            "... but at the latest this long after the burst's first event")
     option("--min-interval", "XSCONTAINER_MONITOR_MIN_INTERVAL", d.min_interval,
            "refresh a VM's containers at most once per this long, however busy it is")
+    option("--busy-delay", "XSCONTAINER_MONITOR_BUSY_DELAY", d.busy_delay,
+           "while containers created (or killed) still wait for their start (or end), "
+           "publish their VM's events at the latest this long after the first")
     option("--backoff-first", "XSCONTAINER_MONITOR_BACKOFF_FIRST", d.backoff_first,
            "first retry delay for an unreachable VM (doubles on each failure)")
     option("--backoff-cap", "XSCONTAINER_MONITOR_BACKOFF_CAP", d.backoff_cap,
@@ -107,7 +112,7 @@ def parse(argv: Optional[List[str]] = None) -> Settings:
         parser().error("--backoff-cap must not be shorter than --backoff-first")
     return Settings(
         resync=args.resync, probe=args.probe, grace=args.grace, quiet=args.quiet,
-        max_delay=args.max_delay, min_interval=args.min_interval,
+        max_delay=args.max_delay, min_interval=args.min_interval, busy_delay=args.busy_delay,
         backoff_first=args.backoff_first,
         backoff_cap=args.backoff_cap, event_timeout=args.event_timeout,
         control=args.control, sweep_delay=args.sweep_delay, debug=args.debug,

@@ -11,12 +11,15 @@ pool): publishing docker_info, docker_version and docker_ps after
 connecting, then refreshing what events made stale (coalesced), probing a
 quiet connection (a round trip on the SSH connection, and every third time
 Docker's /_ping), resyncing periodically. Nothing grows per event: the
-coalescers hold at most three keys.
+coalescers hold at most three keys, and the changes under way at most
+coalesce.MAX_UNDER_WAY container ids.
 docker_ps is refreshed `quiet` after a burst of events ends, at the latest
 `max_delay` after its first event, and at most once per `min_interval` (a
 `create` or `kill` does not start the quiet timer: its `start` or `die`
-follows); docker_info (counts, engine facts no client shows live) on a slower
-clock (INFO_QUIET / INFO_MAX_DELAY).
+follows; while containers created or killed still wait for it, a burst is
+refreshed every `busy_delay`, then once `quiet` after the last); docker_info
+(counts, engine facts no client shows live) on a slower clock (INFO_QUIET /
+INFO_MAX_DELAY).
 
 A connection ends when the event stream ends or fails, a probe or refresh
 fails, the VM's connection settings change, or monitoring stops: the client
@@ -46,7 +49,7 @@ from xscontainer.diagnose import diagnose
 from xscontainer.docker_api import DockerClient, EventStream, MemoryVersionCache, deadline_at
 from xscontainer.guest import Guest
 from xscontainer.monitor import events, rules
-from xscontainer.monitor.coalesce import Backoff, Coalescer
+from xscontainer.monitor.coalesce import Backoff, ChangesUnderWay, Coalescer
 from xscontainer.monitor.episode import FailureEpisode
 from xscontainer.monitor.eventreader import EventReader, default_reader
 from xscontainer.monitor.options import Settings
@@ -125,11 +128,15 @@ class VMWorker:
         self._next_resync = 0.0
         self._catch_up: Optional[float] = None
         self._last_traffic = 0.0
+        # containers created (or killed) whose start (or die) has not come yet
+        self._under_way = ChangesUnderWay()
         self._coalescer = Coalescer(settings.quiet, settings.max_delay,  # docker_ps
-                                    settings.min_interval)
+                                    settings.min_interval, busy_delay=settings.busy_delay,
+                                    changes=self._under_way)
         self._info_coalescer = Coalescer(max(settings.quiet, INFO_QUIET),
                                          max(settings.max_delay, INFO_MAX_DELAY),
-                                         settings.min_interval)
+                                         settings.min_interval, busy_delay=settings.busy_delay,
+                                         changes=self._under_way)
         self._episode = FailureEpisode(settings.grace,
                                        Backoff(settings.backoff_first, settings.backoff_cap))
         self._settings_key: Tuple[Tuple[str, str], ...] = rules.connection_settings(record)
@@ -302,6 +309,7 @@ class VMWorker:
                              "reconnecting", self.where)
                     self._reconnect = True
                 self.stats["connects"] += 1
+                self._under_way.clear()  # a new connection, a new event history
                 stop = self._stopping or self._reconnect
                 # the first tick publishes all three keys (within the connect deadline);
                 # later ones refresh what events made stale, probe and resync
@@ -497,6 +505,10 @@ class VMWorker:
             self.stats["events"] += 1
             self._last_event_at = now
             if keys:
+                if event is not None and event.type == "container":
+                    # an event that changes nothing (attach, exec, init) neither
+                    # begins nor completes a change
+                    self._under_way.note(event.actor_id, now, settle)
                 self._coalescer.note(keys - {xapi_keys.DOCKER_INFO}, now, settle)
                 self._info_coalescer.note(keys & {xapi_keys.DOCKER_INFO}, now, settle)
         if keys:
