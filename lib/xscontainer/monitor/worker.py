@@ -128,6 +128,7 @@ class VMWorker:
         self._next_resync = 0.0
         self._catch_up: Optional[float] = None
         self._last_traffic = 0.0
+        self._probes_to_ping = DOCKER_PROBE_EVERY  # probes until the next is a ping
         # containers created (or killed) whose start (or die) has not come yet
         self._under_way = ChangesUnderWay()
         self._coalescer = Coalescer(settings.quiet, settings.max_delay,  # docker_ps
@@ -451,8 +452,10 @@ class VMWorker:
             # request), every DOCKER_PROBE_EVERY-th a ping of Docker itself
             # (docker_version is re-read at each resync)
             self.stats["probes"] += 1
+            self._probes_to_ping -= 1
             with deadline_at(time.monotonic() + self.connect_deadline):
-                if self.stats["probes"] % DOCKER_PROBE_EVERY == 0:
+                if self._probes_to_ping <= 0:
+                    self._probes_to_ping = DOCKER_PROBE_EVERY
                     client.ping()
                 else:
                     client.probe_transport()

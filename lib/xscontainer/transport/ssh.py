@@ -402,8 +402,7 @@ class SSHSession:
     def open_bridge(self, timeout: float) -> paramiko.Channel:
         """A channel whose stdio is connected to the guest's Docker socket."""
         prepared, self._prepared = self._prepared, None
-        if prepared is not None and not (prepared.closed or prepared.eof_received
-                                         or prepared.exit_status_ready()):
+        if prepared is not None and channel_usable(prepared):
             prepared.settimeout(timeout)
             return prepared
         chan = self._channel(timeout)
@@ -432,6 +431,13 @@ class SSHSession:
             text = stderr.decode("utf-8", "replace").strip()
             return text or "the Docker socket bridge exited with status %d" % status
         return ""
+
+
+def channel_usable(chan: paramiko.Channel) -> bool:
+    """Whether a bridge channel may carry another request: not closed, its
+    command not ended. From the channel's own flags: polling its fileno()
+    would make paramiko create a pipe for it."""
+    return not (chan.closed or chan.eof_received or chan.exit_status_ready())
 
 
 def _read_all(read: Any, max_bytes: int, deadline: float, what: str) -> bytes:

@@ -15,7 +15,7 @@ import urllib3.exceptions
 from xscontainer import errors
 from xscontainer.transport.adapter import BoundedAdapter
 from xscontainer.transport.base import DEFAULT_MAX_RESPONSE_BYTES, watch
-from xscontainer.transport.ssh import SSHSession
+from xscontainer.transport.ssh import SSHSession, channel_usable
 from xscontainer.transport.stream import ChunkedDecoder
 
 
@@ -52,18 +52,16 @@ class _BridgePool(urllib3.connectionpool.HTTPConnectionPool):
 
     def _get_conn(self, timeout: Optional[float] = None) -> Any:
         # urllib3's own check polls fileno(), which makes paramiko create a pipe
-        # per channel; a channel's own flags tell whether it is still usable.
+        # per channel: channel_usable reads the channel's own flags instead.
         if self.pool is None:
             raise urllib3.exceptions.ClosedPoolError(self, "Pool is closed.")
         try:
             conn = self.pool.get(block=False)
         except queue.Empty:
             conn = None
-        if conn is not None and conn.sock is not None:
-            chan = conn.sock
-            if chan.closed or chan.eof_received or chan.exit_status_ready():
-                conn.close()
-                conn = None
+        if conn is not None and conn.sock is not None and not channel_usable(conn.sock):
+            conn.close()
+            conn = None
         return conn or self._new_conn()
 
 
