@@ -26,7 +26,7 @@ _API_RE = re.compile(r"\A1\.\d{1,3}\Z")
 MAX_CACHE_FILE = 4096
 
 
-def _version_tuple(version: str) -> Tuple[int, ...]:
+def version_tuple(version: str) -> Tuple[int, ...]:
     try:
         return tuple(int(p) for p in version.split("."))
     except ValueError as exc:
@@ -56,7 +56,7 @@ def _valid_entry(value: Any) -> Optional[Dict[str, str]]:
     if not (isinstance(api, str) and _API_RE.match(api) and engine in ("Docker", "Podman")
             and isinstance(server, str) and len(server) <= 200):
         return None
-    if not (_version_tuple(MIN_API) <= _version_tuple(api) <= _version_tuple(MAX_API)):
+    if not (version_tuple(MIN_API) <= version_tuple(api) <= version_tuple(MAX_API)):
         return None
     return {"api": api, "engine": engine, "server": server}
 

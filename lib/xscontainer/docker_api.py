@@ -45,7 +45,7 @@ from xscontainer.apiversions import (
     FileVersionCache,
     MemoryVersionCache,
     VersionCache,
-    _version_tuple,
+    version_tuple,
 )
 from xscontainer.log import guest_text
 from xscontainer.operations import table
@@ -83,13 +83,13 @@ def negotiate(version_info: Dict[str, Any]) -> str:
         raise errors.DockerAPIUnsupported(
             "The Docker engine reported an unreadable minimum API version %.100r." % (server_min,)
         )
-    chosen = min(server, MAX_API, key=_version_tuple)
-    if _version_tuple(chosen) < _version_tuple(MIN_API):
+    chosen = min(server, MAX_API, key=version_tuple)
+    if version_tuple(chosen) < version_tuple(MIN_API):
         raise errors.DockerAPIUnsupported(
             "The Docker engine speaks API %s; xscontainer needs %s or newer. Upgrade Docker "
             "in the VM." % (server, MIN_API)
         )
-    if _version_tuple(chosen) < _version_tuple(server_min):
+    if version_tuple(chosen) < version_tuple(server_min):
         raise errors.DockerAPIUnsupported(
             "The Docker engine requires API %s or newer; xscontainer speaks up to %s. Upgrade "
             "xscontainer." % (server_min, MAX_API)

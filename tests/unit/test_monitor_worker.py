@@ -64,6 +64,9 @@ class FakeDocker:
     def probe_transport(self) -> None:
         self.engine.calls.append("probe")
 
+    def event_stream(self, filters: Optional[Dict[str, Any]] = None) -> Optional[EventStream]:
+        return None  # read by blocking in events(), as over TLS
+
     def events(self, filters: Optional[Dict[str, Any]] = None) -> Any:
         while not self.closed.is_set():
             try:

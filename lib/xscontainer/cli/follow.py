@@ -54,10 +54,10 @@ class Follower:
         self.timestamps = timestamps
         self.interval = interval
         self.last: Optional[Key] = None
-        # the lines printed that a later poll can return again, with their second
-        # (a line is known by its timestamp and text; stdout and stderr lines
-        # reach Docker's log in an order their timestamps need not follow)
-        self.seen: Dict[str, int] = {}
+        # the lines printed that a later poll can return again, with their
+        # timestamp (a line is known by its timestamp and text; stdout and stderr
+        # lines reach Docker's log in an order their timestamps need not follow)
+        self.seen: Dict[str, Key] = {}
         self.floor: Optional[Key] = None  # the oldest line the first poll printed
         self.stopped = False  # a Ctrl-C or SIGTERM came
 
@@ -100,18 +100,18 @@ class Follower:
             key, text = parsed
             if line in self.seen or (self.floor is not None and key < self.floor):
                 continue
-            self.seen[line] = key[0]
+            self.seen[line] = key
             if self.last is None or key > self.last:
                 self.last = key
             out.append(line if self.timestamps else text)
         if self.floor is None and self.seen:
             # what the first poll printed starts the output: older lines (those
             # -n left out) are never printed, whatever a later poll returns
-            self.floor = min(stamp(line)[0] for line in self.seen)  # type: ignore[index]
+            self.floor = min(self.seen.values())
         if self.last is not None:
             # the next poll returns the lines from the last one's second on:
             # only those can come back
-            self.seen = {seen: second for seen, second in self.seen.items()
-                         if second >= self.last[0]}
+            self.seen = {seen: key for seen, key in self.seen.items()
+                         if key[0] >= self.last[0]}
         if out:
             tables.write("\n".join(out) + "\n")

@@ -325,7 +325,8 @@ class VMWorker:
         error: Optional[BaseException] = None
         try:
             self._ticker.add(self)
-            stream = self._open_stream(client)
+            # the event stream for the shared reader, if the transport gives one
+            stream = client.event_stream(filters=events.EVENT_FILTERS)
         except Exception as exc:  # the connection ends as if its stream had failed
             error = exc
         else:
@@ -342,14 +343,6 @@ class VMWorker:
                 error = self._read_events(client)
         self._finish_connection(client, error)
         return False
-
-    def _open_stream(self, client: DockerClient) -> Optional[EventStream]:
-        """The event stream for the shared reader, if the transport gives one."""
-        opener = getattr(client, "event_stream", None)
-        if opener is None:
-            return None
-        stream = opener(filters=events.EVENT_FILTERS)
-        return stream if isinstance(stream, EventStream) else None
 
     def _finish_connection(self, client: DockerClient, error: Optional[BaseException]) -> None:
         """The connection's stream is over: close it; raise what ended it (nothing

@@ -7,7 +7,6 @@ without `requests` and urllib3: a plugin call loads those while it connects.
 
 import contextlib
 import http.client
-import time
 from typing import Any, Iterator, List, Optional
 
 import requests.adapters
@@ -17,17 +16,16 @@ import urllib3.exceptions
 
 from xscontainer import errors
 from xscontainer.transport.base import (
-    _DEADLINES,
-    _READ_CHUNK,
     DEFAULT_MAX_JSON_VALUES,
     DEFAULT_MAX_RESPONSE_BYTES,
-    _current,
-    _deadline,
-    _Watch,
     request_deadline_default,
+    seconds_left,
     shutdown_socket,
     watch,
+    watched,
 )
+
+_READ_CHUNK = 1 << 20
 
 
 class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
@@ -67,10 +65,7 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
             self.poolmanager.pool_classes_by_scheme, http=_WatchedHTTPPool)
 
     def _seconds_left(self, what: str, seconds: Optional[float] = None) -> float:
-        seconds = self.request_deadline if seconds is None else seconds
-        outer = getattr(_deadline, "at", None)
-        if outer is not None:
-            seconds = min(seconds, outer - time.monotonic())
+        seconds = seconds_left(self.request_deadline if seconds is None else seconds)
         if seconds <= 0:
             raise errors.Timeout("No time was left to send %s to the Docker engine." % what)
         return seconds
@@ -82,20 +77,15 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         wins), as a non-streamed one does: at the deadline its connection is
         closed and the block raises Timeout. The reader bounds the size itself."""
         seconds = self._seconds_left(what, seconds)
-        current = _Watch()
-        _current.watch = current
-        _DEADLINES.add(time.monotonic() + seconds, current)
-        try:
-            yield
-        except Exception as exc:
-            if current.fired:
-                raise errors.Timeout(
-                    "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds)
-                ) from exc
-            raise
-        finally:
-            current.finish()
-            _current.watch = None
+        with watched(seconds) as current:
+            try:
+                yield
+            except Exception as exc:
+                if current.fired:
+                    raise errors.Timeout(
+                        "The Docker engine's reply to %s did not arrive within %gs."
+                        % (what, seconds)) from exc
+                raise
         if current.fired:
             raise errors.Timeout(
                 "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds))

@@ -59,11 +59,9 @@ def check_socket_path(path: str, where: str = "the VM") -> str:
     return path
 
 
-
 def request_deadline_default() -> float:
     """The deadline of one Docker request: the environment's, else the default."""
     return paths.env_seconds(REQUEST_DEADLINE_ENV, DEFAULT_REQUEST_DEADLINE)
-_READ_CHUNK = 1 << 20
 
 
 class _Watch:
@@ -180,6 +178,28 @@ def shutdown_socket(sock: Any) -> None:
 
 
 _deadline = threading.local()
+
+
+def seconds_left(seconds: float) -> float:
+    """`seconds`, or what is left until an earlier deadline deadline_at set for
+    this thread (possibly nothing or less)."""
+    outer = getattr(_deadline, "at", None)
+    return seconds if outer is None else min(seconds, outer - time.monotonic())
+
+
+@contextlib.contextmanager
+def watched(seconds: float) -> Iterator[_Watch]:
+    """Requests this thread sends inside the block are aborted (by what their
+    connection gave watch()) once `seconds` have passed; the watch yielded
+    tells whether that happened (`fired`)."""
+    current = _Watch()
+    _current.watch = current
+    _DEADLINES.add(time.monotonic() + seconds, current)
+    try:
+        yield current
+    finally:
+        current.finish()
+        _current.watch = None
 
 
 @contextlib.contextmanager
