@@ -5,6 +5,7 @@ VM other-config as a client reads and writes it.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -112,6 +113,16 @@ def control_request(run_dir: str, payload: Dict[str, Any], timeout: float = 10.0
     finally:
         sock.close()
     return json.loads(data.decode())
+
+
+def comparable(results: List[Any]) -> List[Any]:
+    """Outcomes ((kind, value) pairs) with the values of get_top's C (CPU %)
+    and TIME columns blanked: `ps` changes them by itself between two calls
+    (C is CPU time over the process's whole life, so it falls as it idles);
+    every other byte is kept."""
+    return [tuple(re.sub(r"<(C|TIME)>[^<]*</\1>", r"<\1>-</\1>", part)
+                  if isinstance(part, str) else part for part in result)
+            for result in results]
 
 
 def ref_of(xs: Any, vm: labctl.VM) -> str:

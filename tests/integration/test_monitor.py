@@ -8,7 +8,6 @@ it: VMs deregistered and running on their hosts, no containers, daemons up.
 """
 
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -28,6 +27,7 @@ from .monitoring import (
     FAST,
     IMAGE,
     Monitor,
+    comparable,
     control_request,
     in_guest,
     other_config,
@@ -560,12 +560,6 @@ def plugin_results(lab: labctl.Lab, vm: labctl.VM, name: str) -> List[Any]:
     call("get_top", object="bad name!")
     call("restart", container="no-such-container")
     return results
-
-
-def comparable(results: List[Any]) -> List[Any]:
-    """`ps`'s C (CPU %) and TIME columns of get_top change by themselves."""
-    return [tuple(re.sub(r"<(C|TIME)>[^<]*</(C|TIME)>", "", part) if isinstance(part, str)
-                  else part for part in result) for result in results]
 
 
 def test_warm_path_gives_the_same_results_as_the_direct_path(lab, xs, monitors, vm1):
