@@ -77,18 +77,16 @@ class BoundedAdapter(requests.adapters.HTTPAdapter):
         wins), as a non-streamed one does: at the deadline its connection is
         closed and the block raises Timeout. The reader bounds the size itself."""
         seconds = self._seconds_left(what, seconds)
+        late = "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds)
         with watched(seconds) as current:
             try:
                 yield
             except Exception as exc:
                 if current.fired:
-                    raise errors.Timeout(
-                        "The Docker engine's reply to %s did not arrive within %gs."
-                        % (what, seconds)) from exc
+                    raise errors.Timeout(late) from exc
                 raise
         if current.fired:
-            raise errors.Timeout(
-                "The Docker engine's reply to %s did not arrive within %gs." % (what, seconds))
+            raise errors.Timeout(late)
 
     def send(self, request: Any, stream: bool = False, **kwargs: Any) -> Any:  # type: ignore[override]
         what = "%s %s" % (request.method, request.path_url.split("?")[0])
